@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the agent's configuration. Every field has a flag of the same
+// name and a key of the same name in the --config file; a flag given on the
+// command line wins over the file, and the file wins over the default.
+type Config struct {
+	Manifests   string `json:"manifests"`
+	Root        string `json:"root"`
+	State       string `json:"state"`
+	LogDir      string `json:"log-dir"`
+	MetricsAddr string `json:"metrics-addr"`
+	LogFormat   string `json:"log-format"`
+	LogLevel    string `json:"log-level"`
+}
+
+// Defaults for the agent's configuration.
+const (
+	DefaultManifests   = "/etc/peapod/manifests"
+	DefaultRoot        = "/var/lib/peapod"
+	DefaultState       = "/run/peapod"
+	DefaultLogDir      = "/var/log/pods"
+	DefaultMetricsAddr = "127.0.0.1:10265"
+)
+
+// DefaultConfig returns the configuration used when neither a flag nor the
+// config file says otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Manifests:   DefaultManifests,
+		Root:        DefaultRoot,
+		State:       DefaultState,
+		LogDir:      DefaultLogDir,
+		MetricsAddr: DefaultMetricsAddr,
+		LogFormat:   "text",
+		LogLevel:    "info",
+	}
+}
+
+// BindFlags registers one flag per Config field on fs, writing into c.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "directory of Pod manifests to run")
+	fs.StringVar(&c.Root, "root", c.Root, "directory for persistent state (container upper dirs, emptyDir volumes)")
+	fs.StringVar(&c.State, "state", c.State, "directory for runtime state (status socket, namespace pins, shim sockets); should be on tmpfs")
+	fs.StringVar(&c.LogDir, "log-dir", c.LogDir, "directory for container logs, laid out as kubelet does")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT serving /metrics and /healthz")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "agent log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "agent log level: debug, info, warn or error")
+}
+
+// LoadConfig builds the configuration from the defaults, then the YAML file
+// at path (if path is not empty), then the flags of fs that were set on the
+// command line. fs must have been bound to a Config with BindFlags; its
+// values are the command line's.
+func LoadConfig(path string, fs *pflag.FlagSet, flags *Config) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	// Apply only the flags the user gave, so a flag's default never
+	// overrides a value from the file.
+	set := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
+	overlay(&cfg, flags, set)
+	return cfg, cfg.Validate()
+}
+
+// overlay copies the fields of src whose key (json tag, which is also the
+// flag name) is in set onto dst.
+func overlay(dst, src *Config, set map[string]bool) {
+	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem()
+	for i := range dv.NumField() {
+		name, _, _ := strings.Cut(dv.Type().Field(i).Tag.Get("json"), ",")
+		if set[name] {
+			dv.Field(i).Set(sv.Field(i))
+		}
+	}
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, dir := range map[string]string{"manifests": c.Manifests, "root": c.Root, "state": c.State, "log-dir": c.LogDir} {
+		if !filepath.IsAbs(dir) {
+			errs = append(errs, fmt.Errorf("--%s %q: must be an absolute path", name, dir))
+		}
+	}
+	if _, err := netip.ParseAddrPort(c.MetricsAddr); err != nil {
+		if _, _, herr := net.SplitHostPort(c.MetricsAddr); herr != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want HOST:PORT: %w", c.MetricsAddr, herr))
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the agent's logger, writing to w in the configured format.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

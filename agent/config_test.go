@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func parseConfig(t *testing.T, file string, args ...string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	flags := DefaultConfig()
+	flags.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	path := ""
+	if file != "" {
+		path = filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return LoadConfig(path, fs, &flags)
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	got, err := parseConfig(t, "manifests: /srv/pods\nlog-format: json\nstate: /run/p\n", "--state", "/run/flag", "--log-dir=/logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.Manifests = "/srv/pods" // from the file
+	want.LogFormat = "json"      // from the file
+	want.State = "/run/flag"     // the flag beats the file
+	want.LogDir = "/logs"        // flag only
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigDefaultsWithoutFile(t *testing.T) {
+	got, err := parseConfig(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(DefaultConfig(), got); diff != "" {
+		t.Errorf("config mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		args       []string
+		want       []string
+	}{
+		{name: "unknown key", file: "manifest: /x\n", want: []string{`unknown field "manifest"`}},
+		{name: "relative dir", args: []string{"--root", "var/lib"}, want: []string{`--root "var/lib": must be an absolute path`}},
+		{name: "bad format and level", args: []string{"--log-format", "xml", "--log-level", "loud"},
+			want: []string{"--log-format \"xml\"", "--log-level \"loud\""}},
+		{name: "bad metrics address", args: []string{"--metrics-addr", "10265"}, want: []string{"--metrics-addr"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(t, tc.file, tc.args...)
+			if err == nil {
+				t.Fatal("LoadConfig succeeded, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+type staticPods []corev1.Pod
+
+func (s staticPods) Pods() []corev1.Pod { return append([]corev1.Pod(nil), s...) }
+
+func TestStatusAPI(t *testing.T) {
+	dir := t.TempDir()
+	l, err := listenStatus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("status socket mode %o, want 0600", perm)
+	}
+	pods := staticPods{{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: "u1"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, slog.New(slog.DiscardHandler), &http.Server{Handler: statusHandler(pods)}, l)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+
+	c := &Client{StateDir: dir}
+	list, err := c.ListPods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 1 || list.Items[0].Kind != "Pod" {
+		t.Errorf("ListPods = %+v, want a v1 PodList of one Pod", list)
+	}
+	pod, err := c.GetPod(ctx, "default", "web")
+	if err != nil || pod.UID != "u1" {
+		t.Errorf("GetPod = %v, %v; want pod u1", pod, err)
+	}
+	if _, err := c.GetPod(ctx, "default", "nope"); err == nil || !strings.Contains(err.Error(), "pod default/nope not found") {
+		t.Errorf("GetPod(missing) error = %v, want not found", err)
+	}
+}
+
+func TestClientWithoutAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := (&Client{StateDir: t.TempDir()}).ListPods(ctx)
+	if err == nil || !strings.Contains(err.Error(), "is `peapod agent --state") {
+		t.Errorf("error = %v, want a hint to start the agent", err)
+	}
+}
