@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# test.sh: every test tier, as CI runs them. Run as root on a Debian machine
+# for the full suite; as another user, the root and end-to-end tiers skip.
+#
+#   hack/test.sh            all tiers
+#   hack/test.sh unit       unit tests only (no root needed)
+#
+# It installs what the tests need when run as root (busybox-static for the
+# test rootfs, iproute2 and nftables for the network checks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+tier=${1:-all}
+
+deps() {
+	local need=()
+	command -v busybox >/dev/null || [[ -x /bin/busybox ]] || need+=(busybox-static)
+	command -v nft >/dev/null || need+=(nftables)
+	command -v ip >/dev/null || need+=(iproute2)
+	((${#need[@]})) || return 0
+	if (($(id -u) != 0)); then
+		echo "test.sh: missing ${need[*]}; install them or run as root" >&2
+		return 0
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+static_checks() {
+	echo "== gofmt, go vet"
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go'))
+	[[ -z $bad ]] || { echo "gofmt needed on: $bad" >&2; exit 1; }
+	go vet ./...
+}
+
+unit() {
+	echo "== unit tests (no root: root tests skip)"
+	PEAPOD_SKIP_ROOT=1 go test -race -count=1 ./...
+}
+
+root_and_e2e() {
+	if (($(id -u) != 0)); then
+		echo "== root and end-to-end tests skipped: not root"
+		return 0
+	fi
+	echo "== root integration and end-to-end tests"
+	local sysdiff=../shared/tools/sysdiff
+	if [[ -x $sysdiff ]]; then
+		# sysdiff exits 3 when the tests passed but left something behind.
+		"$sysdiff" run -- go test -count=1 -timeout 10m ./...
+	else
+		go test -count=1 -timeout 10m ./...
+	fi
+}
+
+deps
+static_checks
+unit
+[[ $tier == unit ]] || root_and_e2e
