@@ -1,0 +1,123 @@
+// Package container starts one container: a process in its own user, PID,
+// mount and cgroup namespaces that joins its pod's network, IPC and UTS
+// namespaces and runs on an overlay of a read-only image directory.
+//
+// Start runs in the parent (the pod's shim), which stays privileged in the
+// host user namespace and prepares every mount as a detached mount: the
+// overlay rootfs (its lower layer idmapped to the pod's ID range), volumes,
+// and the sandbox's files. It then re-executes the peapod binary as the init
+// stage (RunInit) inside the new namespaces and hands it those mounts over a
+// socket. The init stage attaches them, builds /dev and /proc, pivots into
+// the rootfs, drops privileges and execs the container's command. Nothing
+// is ever mounted in the host's mount namespace, so a container that dies,
+// or a shim that is killed, leaves no mount behind.
+package container
+
+import "os"
+
+// InitArg is os.Args[1] of the init stage. The program's main must call
+// RunInit, before anything else, when it sees it.
+const InitArg = "internal-init"
+
+// IDMap maps container IDs 0..Size-1 to host IDs HostID..HostID+Size-1, for
+// both users and groups.
+type IDMap struct {
+	HostID, Size uint32
+}
+
+// Mount is one mount in the container.
+type Mount struct {
+	// Source is a host path; unused for tmpfs.
+	Source string
+	// Destination is an absolute path in the container. It is resolved
+	// inside the rootfs: symlinks in the image cannot point it outside.
+	Destination string
+	// ReadOnly makes the mount and every mount below it read-only.
+	ReadOnly bool
+	// Type is "bind" (the default when empty) or "tmpfs".
+	Type string
+	// Data holds tmpfs options, e.g. "size=64m,mode=1777".
+	Data string
+	// IDMap shows the source's files to the container with the owners the
+	// host sees, as the rootfs does (host ID n appears as n), and stores
+	// what the container writes with container IDs, instead of showing host
+	// owners outside the pod's range as nobody. It needs UserNS and a file
+	// system that supports idmapped mounts (not sysfs or mqueue).
+	IDMap bool
+	// SubPath, when set, mounts Source/SubPath instead of Source. It must
+	// stay beneath Source: a path that leaves it, through "..", an absolute
+	// symlink or a symlink pointing outside, is refused. Missing directories
+	// are created.
+	SubPath string
+}
+
+// CgroupPlacer puts a container into its cgroups as it is created.
+type CgroupPlacer interface {
+	// PlaceThread moves the calling OS thread (locked by the caller) into
+	// the container's cgroups so a child forked from it is born there
+	// (cgroup v1: the TID into each hierarchy's tasks file); restore moves
+	// it back. Both run on that locked thread.
+	PlaceThread() (restore func() error, err error)
+	// CgroupFD returns an open cgroup2 directory fd for CLONE_INTO_CGROUP
+	// (SysProcAttr.UseCgroupFD), ok=false when there is no usable cgroup2.
+	CgroupFD() (fd int, ok bool)
+}
+
+// Spec describes one container to start. It can be sent as JSON, without
+// Stdout, Stderr and Cgroup, which the starting process supplies.
+type Spec struct {
+	// ID names the container in errors, e.g. "peapod://<uid>/<name>/<attempt>".
+	ID string
+	// Args is the command; Args[0] is looked up in the PATH of Env when it
+	// has no slash.
+	Args []string
+	Env  []string
+	// Cwd is the working directory, created if missing; "" means "/".
+	Cwd string
+	// UID, GID and AdditionalGIDs are the identity inside the container.
+	UID, GID       uint32
+	AdditionalGIDs []uint32
+	// Lower is the read-only image directory.
+	Lower string
+	// Dir is the container's directory on disk; Start makes upper/ and
+	// work/ in it for the overlay, and Cleanup removes them. An upper/ left
+	// by an earlier Start is reused as is: give each attempt its own Dir,
+	// or Cleanup first, for a fresh rootfs.
+	Dir string
+	// UserNS is the pod's ID mapping; nil runs the container in the host
+	// user namespace (hostUsers: true).
+	UserNS *IDMap
+	// NetNS, IPCNS and UTSNS are pinned namespace files to join; "" keeps
+	// the caller's (the host's) namespace.
+	NetNS, IPCNS, UTSNS string
+	// Mounts are applied parents first (fewest path components first), so
+	// /dev/shm lands on the container's /dev and /sys/x on /sys.
+	Mounts []Mount
+	// Stdout and Stderr receive the container's output; nil means
+	// /dev/null. Stdin is always /dev/null.
+	Stdout, Stderr *os.File `json:"-"`
+	// Cgroup, when set, places the container in its cgroups at birth.
+	Cgroup CgroupPlacer `json:"-"`
+}
+
+// initConfig is what the parent sends the init stage, as JSON, next to the
+// mounts it prepared: the rootfs is mount 0.
+type initConfig struct {
+	Args           []string
+	Env            []string
+	Cwd            string
+	UID, GID       uint32
+	AdditionalGIDs []uint32
+	Mounts         []initMount
+}
+
+// initMount is one mount for the init stage to attach.
+type initMount struct {
+	Destination string
+	// FD indexes the mounts sent with the config; -1 for a tmpfs.
+	FD int
+	// Dir tells whether the destination is a directory or a file.
+	Dir      bool
+	Data     string
+	ReadOnly bool
+}

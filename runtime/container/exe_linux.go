@@ -1,0 +1,73 @@
+package container
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// exeSeals make the init stage's executable immutable: no write, no resize,
+// and no way to lift the seals.
+const exeSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+
+// minExeFD keeps the copy above the descriptors os/exec dup2s into place in
+// the child (stdio and ExtraFiles, 0 to 3), which would otherwise clobber it
+// before the child execs /proc/self/fd/N.
+const minExeFD = 10
+
+var sealed struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// sealedExe returns a sealed memfd copy of the running binary, made on first
+// use and shared by every container this process starts.
+//
+// The init stage runs our binary inside the container's namespaces, so a
+// process of the container could open /proc/<init pid>/exe and, were it the
+// host's file, write through it and take over the host binary
+// (CVE-2019-5736). Executing a sealed in-memory copy leaves it nothing
+// writable to reach. The caller must not close the file.
+func sealedExe() (*os.File, error) {
+	sealed.mu.Lock()
+	defer sealed.mu.Unlock()
+	if sealed.f != nil {
+		return sealed.f, nil
+	}
+	f, err := copyToSealedMemfd("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("make sealed copy of peapod binary: %w", err)
+	}
+	sealed.f = f
+	return f, nil
+}
+
+func copyToSealedMemfd(path string) (*os.File, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("peapod-init", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, minExeFD)
+	unix.Close(fd)
+	if err != nil {
+		return nil, fmt.Errorf("move memfd above %d: %w", minExeFD, err)
+	}
+	f := os.NewFile(uintptr(high), "memfd:peapod-init")
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copy %s: %w", path, err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, exeSeals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal memfd: %w", err)
+	}
+	return f, nil
+}
