@@ -1,0 +1,285 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	occgroups "github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs"
+	"github.com/opencontainers/cgroups/fscommon"
+	"golang.org/x/sys/unix"
+)
+
+// v1Subsystems are the v1 controllers a container is placed in when their
+// hierarchy is mounted, named as in /proc/<pid>/cgroup.
+var v1Subsystems = []string{
+	"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb",
+	"memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
+	"name=systemd",
+}
+
+// v1Required are the hierarchies peapod cannot work without: the limits
+// live in memory, cpu and pids, the CPU usage in cpuacct, and Kill needs the
+// freezer to stop forks while it signals.
+var v1Required = []string{"cpu", "cpuacct", "freezer", "memory", "pids"}
+
+// hierarchy is one mounted v1 hierarchy.
+type hierarchy struct {
+	// subsys is one of the controllers mounted there (for co-mounted
+	// ones, such as "cpu,cpuacct", the first peapod saw).
+	subsys string
+	// dir is the hierarchy's root directory, e.g. /sys/fs/cgroup/memory.
+	dir string
+}
+
+// v1 manages cgroups in the v1 hierarchies mounted under one root.
+type v1 struct {
+	// subsysDirs maps each mounted subsystem to its hierarchy's root.
+	subsysDirs map[string]string
+	// hierarchies lists each hierarchy once.
+	hierarchies []hierarchy
+}
+
+// newV1 finds the v1 hierarchies mounted under root, one directory per
+// hierarchy named after its controller ("systemd" for name=systemd), told
+// from a stray directory by its cgroup.procs. Co-mounted controllers
+// (cpu,cpuacct) show as symlinks to one directory.
+func newV1(root string) (*v1, error) {
+	b := &v1{subsysDirs: map[string]string{}}
+	seen := map[string]bool{}
+	for _, s := range v1Subsystems {
+		dir := filepath.Join(root, strings.TrimPrefix(s, "name="))
+		if !exists(filepath.Join(dir, "cgroup.procs")) {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return nil, err
+		}
+		b.subsysDirs[s] = dir
+		if !seen[real] {
+			seen[real] = true
+			b.hierarchies = append(b.hierarchies, hierarchy{subsys: s, dir: dir})
+		}
+	}
+	for _, s := range v1Required {
+		if _, ok := b.subsysDirs[s]; !ok {
+			return nil, fmt.Errorf("find cgroup v1 hierarchies under %s: %s is not mounted", root, s)
+		}
+	}
+	return b, nil
+}
+
+func (b *v1) group(rel string) group {
+	paths := make(map[string]string, len(b.subsysDirs))
+	for s, dir := range b.subsysDirs {
+		paths[s] = filepath.Join(dir, rel)
+	}
+	return &v1Group{b: b, rel: rel, paths: paths}
+}
+
+// setup creates rel in every hierarchy. The library does it so that a new
+// cpuset cgroup gets its parent's cpus and mems: the kernel leaves them
+// empty, and a task cannot join a cpuset without CPUs.
+func (b *v1) setup(rel string) error {
+	m, err := b.group(rel).(*v1Group).manager(&occgroups.Resources{})
+	if err != nil {
+		return err
+	}
+	return m.Apply(-1)
+}
+
+func (b *v1) children(rel string) ([]string, error) {
+	var all []string
+	for _, h := range b.hierarchies {
+		names, err := readDirNames(filepath.Join(h.dir, rel))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, names...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
+}
+
+// v1Group is one cgroup path in every v1 hierarchy.
+type v1Group struct {
+	b     *v1
+	rel   string
+	paths map[string]string // subsystem → cgroup directory
+}
+
+// manager returns the library's v1 manager for the group, set up with r.
+// It is cheap and holds no open files.
+func (g *v1Group) manager(r *occgroups.Resources) (*fs.Manager, error) {
+	return fs.NewManager(&occgroups.Cgroup{Resources: r}, g.paths)
+}
+
+func (g *v1Group) set(l limits) error {
+	memsw := exists(filepath.Join(g.paths["memory"], "memory.memsw.limit_in_bytes"))
+	r := v1Resources(l, memsw)
+	m, err := g.manager(r)
+	if err != nil {
+		return err
+	}
+	return m.Set(r)
+}
+
+// v1Resources converts limits to the library's v1 resources. Unlimited
+// values are written as -1 so that reopening a cgroup always converges on
+// the spec. memsw reports whether the kernel accounts swap per cgroup.
+func v1Resources(l limits, memsw bool) *occgroups.Resources {
+	r := &occgroups.Resources{
+		Memory:    -1,
+		CpuShares: l.cpuShares,
+		CpuQuota:  -1,
+		CpuPeriod: quotaPeriod,
+	}
+	if l.memory > 0 {
+		r.Memory = l.memory
+	}
+	if l.noSwap {
+		// swappiness 0 keeps the cgroup's anonymous memory out of swap;
+		// memsw = memory makes the limit cover swap where it is accounted.
+		r.MemorySwappiness = new(uint64)
+		if memsw {
+			r.MemorySwap = l.memory
+		}
+	}
+	if l.cpuQuota > 0 {
+		r.CpuQuota = l.cpuQuota
+	}
+	if l.pids != 0 {
+		r.PidsLimit = &l.pids
+	}
+	return r
+}
+
+func (g *v1Group) stats() (*Stats, error) {
+	m, err := g.manager(&occgroups.Resources{})
+	if err != nil {
+		return nil, err
+	}
+	lib, err := m.Stats(&occgroups.StatsOptions{
+		Controllers: occgroups.CPU | occgroups.Memory | occgroups.Pids,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := statsFrom(lib, "total_rss", "total_cache", "total_inactive_file")
+	s.MemorySwap = lib.MemoryStats.Stats["total_swap"]
+	if s.OOMKills, err = g.oomKills(); err != nil {
+		return nil, err
+	}
+	if s.Processes, err = countProcs(g.paths["pids"]); err != nil {
+		return nil, err
+	}
+	return s, g.readCPUSpec(s)
+}
+
+// readCPUSpec reads the CFS settings, which the library does not report.
+func (g *v1Group) readCPUSpec(s *Stats) error {
+	dir := g.paths["cpu"]
+	quota, err := fscommon.GetCgroupParamInt(dir, "cpu.cfs_quota_us")
+	if err != nil {
+		return err
+	}
+	s.CPUQuota = uint64(max(quota, 0))
+	if s.CPUPeriod, err = fscommon.GetCgroupParamUint(dir, "cpu.cfs_period_us"); err != nil {
+		return err
+	}
+	s.CPUShares, err = fscommon.GetCgroupParamUint(dir, "cpu.shares")
+	return err
+}
+
+// oomKills reads oom_kill from memory.oom_control: the number of processes
+// the OOM killer killed in this cgroup and below. memory.failcnt is no
+// substitute: it stays 0 when memsw is limited too.
+func (g *v1Group) oomKills() (uint64, error) {
+	return fs.OOMKillCount(g.paths["memory"])
+}
+
+// kill SIGKILLs everything in the cgroup and below (see killFrozen).
+func (g *v1Group) kill() error {
+	m, err := g.manager(&occgroups.Resources{})
+	if err != nil {
+		return err
+	}
+	return killFrozen(m, g.paths["freezer"])
+}
+
+func (g *v1Group) remove() error {
+	var errs []error
+	for _, h := range g.b.hierarchies {
+		errs = append(errs, occgroups.RemovePath(filepath.Join(h.dir, g.rel)))
+	}
+	return errors.Join(errs...)
+}
+
+// placeThread moves the calling thread, which the caller has locked, into
+// the group in every hierarchy, so that a child it forks is born there. The
+// TID goes to "tasks": cgroup.procs would move the whole agent. A child
+// inherits its parent thread's cgroups atomically at fork, so it never runs
+// outside them. The returned func moves the thread back to where it was.
+// Memory the thread touches meanwhile is charged to the container: keep the
+// window to the fork.
+func (g *v1Group) placeThread() (func() error, error) {
+	data, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	orig := parseProcCgroup(string(data))
+	for _, h := range g.b.hierarchies {
+		if _, ok := orig[h.subsys]; !ok {
+			return nil, fmt.Errorf("find the thread's %s cgroup: not in /proc/thread-self/cgroup", h.subsys)
+		}
+	}
+	tid := unix.Gettid()
+	var moved []hierarchy
+	restore := func() error {
+		var errs []error
+		for _, h := range moved {
+			errs = append(errs, moveThread(filepath.Join(h.dir, orig[h.subsys]), tid))
+		}
+		return errors.Join(errs...)
+	}
+	for _, h := range g.b.hierarchies {
+		if err := moveThread(filepath.Join(h.dir, g.rel), tid); err != nil {
+			return nil, errors.Join(err, restore())
+		}
+		moved = append(moved, h)
+	}
+	return restore, nil
+}
+
+// openFD reports that v1 has no cgroup2 directory to clone into.
+func (g *v1Group) openFD() (*os.File, error) { return nil, nil }
+
+func moveThread(dir string, tid int) error {
+	if err := occgroups.WriteFile(dir, "tasks", strconv.Itoa(tid)); err != nil {
+		return fmt.Errorf("move thread %d to %s: %w", tid, dir, err)
+	}
+	return nil
+}
+
+// parseProcCgroup maps each v1 controller in a /proc/<pid>/cgroup file to
+// the task's cgroup path, e.g. "4:memory:/a" → {"memory": "/a"}. Co-mounted
+// controllers each get the path; the cgroup2 line ("0::/x") is skipped.
+func parseProcCgroup(data string) map[string]string {
+	paths := map[string]string{}
+	for line := range strings.Lines(data) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 || parts[1] == "" {
+			continue
+		}
+		for c := range strings.SplitSeq(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	return paths
+}
