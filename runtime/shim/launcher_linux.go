@@ -1,0 +1,137 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/container"
+)
+
+// PodFile is the pod object (a corev1.Pod as JSON) in the pod's state
+// directory. The runtime writes it before it starts the shim; the shim
+// reads the containers' resources from it.
+const PodFile = "pod.json"
+
+// ContainerSpec is the StartRequest.Spec that the shim started by Main
+// understands.
+type ContainerSpec struct {
+	// Name is the container's name in the pod.
+	Name string `json:"name"`
+	// Container is the container to start. The shim sets its Stdout,
+	// Stderr and Cgroup; they must be nil here.
+	Container container.Spec `json:"container"`
+	// Cgroups, when set, places the container in its cgroup under
+	// <Parent>/pod<uid>/<name>, with the limits of the container in
+	// PodFile; nil leaves it in the shim's cgroups.
+	Cgroups *CgroupConfig `json:"cgroups,omitempty"`
+}
+
+// CgroupConfig is the part of cgroups.Options the shim needs.
+type CgroupConfig struct {
+	Root         string `json:"root,omitempty"`
+	Parent       string `json:"parent,omitempty"`
+	PodPidsLimit int64  `json:"podPidsLimit,omitempty"`
+}
+
+// containerLauncher starts containers with the container package.
+type containerLauncher struct {
+	dir string
+	log *slog.Logger
+}
+
+func (l containerLauncher) Launch(ctx context.Context, raw json.RawMessage, stdout, stderr *os.File) (*Launched, error) {
+	var cs ContainerSpec
+	if err := json.Unmarshal(raw, &cs); err != nil {
+		return nil, fmt.Errorf("decode container spec: %w", err)
+	}
+	spec := cs.Container
+	spec.Stdout, spec.Stderr = stdout, stderr
+	var cg *cgroups.Container
+	if cs.Cgroups != nil {
+		var err error
+		if cg, err = l.cgroup(cs.Name, cs.Cgroups); err != nil {
+			return nil, err
+		}
+		spec.Cgroup = cg
+	}
+	oom, err := oomCheck(cg)
+	if err != nil {
+		cg.Close()
+		return nil, err
+	}
+	p, err := container.Start(ctx, &spec)
+	if err != nil {
+		if cg != nil {
+			cg.Close()
+		}
+		return nil, err
+	}
+	l.log.Info("container started", "container", cs.Name, "pid", p.Pid)
+	launched := &Launched{PID: p.Pid, Process: p, OOMKilled: oom}
+	if cg != nil {
+		launched.Release = func() { cg.Close() }
+	}
+	return launched, nil
+}
+
+// cgroup creates (or reopens) the container's cgroup with its limits.
+func (l containerLauncher) cgroup(name string, cfg *CgroupConfig) (*cgroups.Container, error) {
+	pod, err := readPod(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	var c *corev1.Container
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			c = &pod.Spec.Containers[i]
+		}
+	}
+	if c == nil {
+		return nil, fmt.Errorf("container %q is not in %s", name, PodFile)
+	}
+	m, err := cgroups.New(cgroups.Options{Root: cfg.Root, Parent: cfg.Parent, PodPidsLimit: cfg.PodPidsLimit, Log: l.log})
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.Pod(pod.UID, pod)
+	if err != nil {
+		return nil, err
+	}
+	return p.Container(name, c)
+}
+
+// oomCheck returns a function that reports whether the cgroup's OOM kill
+// counter grew after this call. The counter lives as long as the cgroup,
+// which outlives attempts, hence the baseline.
+func oomCheck(cg *cgroups.Container) (func() (bool, error), error) {
+	if cg == nil {
+		return nil, nil
+	}
+	before, err := cg.OOMKills()
+	if err != nil {
+		return nil, err
+	}
+	return func() (bool, error) {
+		after, err := cg.OOMKills()
+		return after > before, err
+	}, nil
+}
+
+func readPod(dir string) (*corev1.Pod, error) {
+	b, err := os.ReadFile(filepath.Join(dir, PodFile))
+	if err != nil {
+		return nil, fmt.Errorf("read pod: %w", err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(b, &pod); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", PodFile, err)
+	}
+	return &pod, nil
+}

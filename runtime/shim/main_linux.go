@@ -1,0 +1,157 @@
+// Package shim is the per-pod supervisor: the peapod binary re-executed as
+// `peapod internal-shim`, detached from the agent, parent and subreaper of
+// the pod's containers, owner of their output and of their exit records.
+// The agent talks to it over a unix socket in the pod's state directory
+// with Client, and starts it with Launch.
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Command is the hidden subcommand that runs the shim.
+const Command = "internal-shim"
+
+// Stages of the shim command: the agent runs "start", which runs "serve"
+// in a new session and exits at once, so the shim is re-parented away from
+// the agent: the agent has no child to reap and no goroutine tied to the
+// shim's life, and killing the agent (even with SIGKILL) leaves it alone.
+const (
+	stageStart = "start"
+	stageServe = "serve"
+)
+
+// readyFD is the descriptor on which the shim reports "ok" once its socket
+// listens, or why it could not start.
+const readyFD = 3
+
+// Memory settings: a shim per pod must stay small. It allocates little
+// (HTTP requests, log buffers), so a low GC target costs little CPU.
+const (
+	gcPercent   = 25
+	memoryLimit = 8 << 20
+)
+
+// Main runs the shim command with os.Args[2:] ("start|serve POD-DIR") and
+// exits. cmd/peapod calls it before anything else when os.Args[1] is
+// Command.
+func Main() {
+	newLauncher := func(dir string, log *slog.Logger) Launcher { return containerLauncher{dir: dir, log: log} }
+	if err := run(os.Args[2:], newLauncher); err != nil {
+		fmt.Fprintln(os.Stderr, "peapod shim:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// launcherFunc builds the shim's Launcher for a pod directory.
+type launcherFunc func(dir string, log *slog.Logger) Launcher
+
+func run(args []string, newLauncher launcherFunc) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: %s start|serve POD-DIR", Command)
+	}
+	ready := os.NewFile(readyFD, "ready")
+	var err error
+	switch args[0] {
+	case stageStart:
+		err = startDetached(args[1], ready)
+	case stageServe:
+		err = serve(args[1], ready, newLauncher)
+	default:
+		err = fmt.Errorf("unknown shim stage %q", args[0])
+	}
+	if err != nil && ready != nil {
+		// Tell the agent why; it gives up on EOF without "ok" anyway.
+		fmt.Fprintln(ready, err)
+	}
+	return err
+}
+
+// startDetached runs the serve stage in a new session with its output in
+// the pod's shim log and the ready pipe as its only other descriptor.
+func startDetached(dir string, ready *os.File) error {
+	logf, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open shim log: %w", err)
+	}
+	defer logf.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	cmd := exec.Command(exe, Command, stageServe, dir)
+	cmd.Args[0] = os.Args[0]
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{ready}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start shim: %w", err)
+	}
+	// Not waiting is the point: this process exits now and the shim is
+	// re-parented to the nearest subreaper or init.
+	return cmd.Process.Release()
+}
+
+// serve is the shim proper.
+func serve(dir string, ready *os.File, newLauncher launcherFunc) error {
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(memoryLimit)
+	// Orphans from the pod's pid namespaces are re-parented to the shim
+	// instead of init, so the shim reaps them promptly.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become subreaper: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pod_dir", dir)
+	ln, err := listen(dir)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, SocketFile))
+	if err := WriteFileAtomic(filepath.Join(dir, PIDFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	if _, err := ready.WriteString("ok\n"); err != nil {
+		ln.Close()
+		return fmt.Errorf("report readiness: %w", err)
+	}
+	ready.Close()
+	log.Info("shim serving", "pid", os.Getpid())
+	err = newServer(dir, newLauncher(dir, log), log).Serve(ln)
+	log.Info("shim exiting", "err", err)
+	return err
+}
+
+// listen binds the shim socket, replacing one left by a shim that died.
+// The agent starts a shim only after the old one stopped answering.
+func listen(dir string) (net.Listener, error) {
+	sock := filepath.Join(dir, SocketFile)
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale shim socket: %w", err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("listen on shim socket: %w", err)
+	}
+	// The pod dir is root's alone (0700), so the socket is never reachable
+	// by others, even before this chmod. The shim keeps the agent's umask
+	// rather than narrowing it: its containers inherit it.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict shim socket: %w", err)
+	}
+	return ln, nil
+}

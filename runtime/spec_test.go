@@ -1,0 +1,298 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peapod/peapod/reconcile"
+	"github.com/peapod/peapod/runtime/container"
+)
+
+func TestExpand(t *testing.T) {
+	vars := map[string]string{"A": "a", "B": "b", "EMPTY": "", "MONEY": "$$"}
+	lookup := func(n string) (string, bool) { v, ok := vars[n]; return v, ok }
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{"$(A)", "a"},
+		{"x$(A)y$(B)z", "xaybz"},
+		{"$(A)$(A)", "aa"},
+		{"$(EMPTY)x", "x"},
+		{"$(NOPE)", "$(NOPE)"},
+		{"$(NOPE)$(A)", "$(NOPE)a"},
+		{"$$(A)", "$(A)"},
+		{"$$$(A)", "$a"},
+		{"$$$$(A)", "$$(A)"},
+		{"$$", "$"},
+		{"$", "$"},
+		{"a$", "a$"},
+		{"$A", "$A"},
+		{"$(A", "$(A"},
+		{"$(", "$("},
+		{"$()", "$()"},
+		{"$(A$(B))", "$(A$(B))"},
+		{"$(MONEY)", "$$"},
+		{"$$$$$$$(MONEY)", "$$$$$"},
+		{"${A}", "${A}"},
+	}
+	for _, tt := range tests {
+		if got := expand(tt.in, lookup); got != tt.want {
+			t.Errorf("expand(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func testPod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1ObjectMeta(),
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "rootfs:/img"}},
+		},
+	}
+}
+
+func TestResolveEnv(t *testing.T) {
+	pod := testPod()
+	c := &corev1.Container{Name: "app", Env: []corev1.EnvVar{
+		{Name: "LATER_REF", Value: "$(FIRST)"},
+		{Name: "FIRST", Value: "one"},
+		{Name: "SECOND", Value: "$(FIRST)-two $$(FIRST) $(UNDEFINED)"},
+		{Name: "NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "NS", ValueFrom: fieldRef("metadata.namespace")},
+		{Name: "UID", ValueFrom: fieldRef("metadata.uid")},
+		{Name: "IP", ValueFrom: fieldRef("status.podIP")},
+		{Name: "IPS", ValueFrom: fieldRef("status.podIPs")},
+		{Name: "LABEL", ValueFrom: fieldRef("metadata.labels['app']")},
+		{Name: "FIRST", Value: "override"},
+		{Name: "PATH", Value: "/bin"},
+	}}
+	env, err := resolveEnv(pod, c, []string{"10.0.0.5", "fd00::5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"PATH=/bin",
+		"HOSTNAME=web",
+		"LATER_REF=$(FIRST)",
+		"FIRST=override",
+		"SECOND=one-two $(FIRST) $(UNDEFINED)",
+		"NAME=web",
+		"NS=default",
+		"UID=1234",
+		"IP=10.0.0.5",
+		"IPS=10.0.0.5,fd00::5",
+		"LABEL=web-app",
+	}
+	if diff := cmp.Diff(want, env.environ()); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+}
+
+func TestResolveEnvUnsupported(t *testing.T) {
+	for _, ev := range []corev1.EnvVar{
+		{Name: "X", ValueFrom: fieldRef("spec.hostIP")},
+		{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}},
+	} {
+		_, err := resolveEnv(testPod(), &corev1.Container{Name: "app", Env: []corev1.EnvVar{ev}}, nil)
+		var se *reconcile.StartError
+		if !errors.As(err, &se) || se.Reason != "CreateContainerConfigError" {
+			t.Errorf("env %+v: err = %v, want CreateContainerConfigError", ev, err)
+		}
+	}
+}
+
+func TestRunAs(t *testing.T) {
+	i := func(v int64) *int64 { return &v }
+	tests := []struct {
+		name     string
+		pod, ctr *corev1.SecurityContext
+		podGroup *int64
+		uid, gid uint32
+	}{
+		{name: "defaults"},
+		{name: "pod only", pod: &corev1.SecurityContext{RunAsUser: i(1000), RunAsGroup: i(2000)}, uid: 1000, gid: 2000},
+		{name: "container wins", pod: &corev1.SecurityContext{RunAsUser: i(1000), RunAsGroup: i(2000)}, ctr: &corev1.SecurityContext{RunAsUser: i(7)}, uid: 7, gid: 2000},
+		{name: "container only", ctr: &corev1.SecurityContext{RunAsUser: i(5), RunAsGroup: i(6)}, uid: 5, gid: 6},
+	}
+	for _, tt := range tests {
+		pod := testPod()
+		if tt.pod != nil {
+			pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: tt.pod.RunAsUser, RunAsGroup: tt.pod.RunAsGroup}
+		}
+		c := &corev1.Container{SecurityContext: tt.ctr}
+		if uid, gid := runAs(pod, c); uid != tt.uid || gid != tt.gid {
+			t.Errorf("%s: runAs = %d:%d, want %d:%d", tt.name, uid, gid, tt.uid, tt.gid)
+		}
+	}
+}
+
+func TestCheckHostPath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	missing := filepath.Join(dir, "missing")
+	tests := []struct {
+		path    string
+		typ     corev1.HostPathType
+		wantErr bool
+	}{
+		{dir, corev1.HostPathUnset, false},
+		{missing, corev1.HostPathUnset, true},
+		{dir, corev1.HostPathDirectory, false},
+		{file, corev1.HostPathDirectory, true},
+		{missing, corev1.HostPathDirectory, true},
+		{file, corev1.HostPathFile, false},
+		{dir, corev1.HostPathFile, true},
+		{missing, corev1.HostPathFile, true},
+		{sock, corev1.HostPathSocket, false},
+		{file, corev1.HostPathSocket, true},
+		{"/dev/null", corev1.HostPathCharDev, false},
+		{file, corev1.HostPathCharDev, true},
+		{"/dev/null", corev1.HostPathBlockDev, true},
+		{file, corev1.HostPathDirectoryOrCreate, true},
+		{sock, corev1.HostPathFileOrCreate, true},
+		{dir, "Bogus", true},
+	}
+	for _, tt := range tests {
+		err := checkHostPath(tt.path, tt.typ)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("checkHostPath(%s, %q) = %v, want error %v", filepath.Base(tt.path), tt.typ, err, tt.wantErr)
+		}
+		var se *reconcile.StartError
+		if err != nil && (!errors.As(err, &se) || se.Reason != "CreateContainerError") {
+			t.Errorf("checkHostPath(%s, %q) = %v, want a CreateContainerError", filepath.Base(tt.path), tt.typ, err)
+		}
+	}
+}
+
+func TestCheckHostPathCreates(t *testing.T) {
+	old := setUmask(0o077)
+	defer setUmask(old)
+	dir := t.TempDir()
+	newDir := filepath.Join(dir, "a", "b")
+	if err := checkHostPath(newDir, corev1.HostPathDirectoryOrCreate); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(newDir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("created dir: %v, %v", fi.Mode(), err)
+	}
+	newFile := filepath.Join(dir, "f")
+	if err := checkHostPath(newFile, corev1.HostPathFileOrCreate); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(newFile); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("created file: %v, %v", fi.Mode(), err)
+	}
+	// Existing paths of the right type are accepted as they are.
+	if err := checkHostPath(newDir, corev1.HostPathDirectoryOrCreate); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkHostPath(newFile, corev1.HostPathFileOrCreate); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildSpec(t *testing.T) {
+	pod := testPod()
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{SupplementalGroups: []int64{44}}
+	c := &corev1.Container{
+		Name: "app", Image: "rootfs:/img",
+		Command:    []string{"/bin/sh", "-c"},
+		Args:       []string{"echo $(GREETING) $(POD)", "$$(GREETING)"},
+		WorkingDir: "/work",
+		Env: []corev1.EnvVar{
+			{Name: "GREETING", Value: "hi"},
+			{Name: "POD", ValueFrom: fieldRef("metadata.name")},
+		},
+		VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data", SubPath: "sub", ReadOnly: true}},
+	}
+	sb := sandboxLayout("/run/peapod/pods/1234", pod)
+	spec, err := buildSpec(&specInput{
+		pod: pod, c: c, req: reconcile.StartRequest{UID: pod.UID, Container: "app", Attempt: 3},
+		rootfs: "/img", dir: "/var/lib/peapod/pods/1234/containers/app/3",
+		userNS: &container.IDMap{HostID: 1 << 30, Size: 65536}, sandbox: sb,
+		volumes: map[string]string{"data": "/var/lib/peapod/pods/1234/volumes/data"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &container.Spec{
+		ID:             "peapod://1234/app/3",
+		Args:           []string{"/bin/sh", "-c", "echo hi web", "$(GREETING)"},
+		Env:            []string{"PATH=" + defaultPath, "HOSTNAME=web", "GREETING=hi", "POD=web"},
+		Cwd:            "/work",
+		AdditionalGIDs: []uint32{44},
+		Lower:          "/img",
+		Dir:            "/var/lib/peapod/pods/1234/containers/app/3",
+		UserNS:         &container.IDMap{HostID: 1 << 30, Size: 65536},
+		NetNS:          sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS,
+		Mounts: []container.Mount{
+			{Source: sb.Hosts, Destination: "/etc/hosts"},
+			{Source: sb.Hostname, Destination: "/etc/hostname"},
+			{Source: sb.ResolvConf, Destination: "/etc/resolv.conf"},
+			{Source: sb.Shm, Destination: "/dev/shm"},
+			{Source: sb.Mqueue, Destination: "/dev/mqueue"},
+			{Source: sb.Sys, Destination: "/sys", ReadOnly: true},
+			{Source: "/var/lib/peapod/pods/1234/volumes/data", Destination: "/data", ReadOnly: true, SubPath: "sub"},
+		},
+	}
+	if diff := cmp.Diff(want, spec); diff != "" {
+		t.Errorf("spec (-want +got):\n%s", diff)
+	}
+
+	c.Command, c.Args = nil, nil
+	if _, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb}); err == nil {
+		t.Error("a container without command was accepted")
+	}
+}
+
+func TestDirImages(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	os.WriteFile(file, nil, 0o600)
+	if got, err := (DirImages{}).Resolve(context.Background(), "rootfs:"+dir); err != nil || got != dir {
+		t.Fatalf("Resolve = %q, %v", got, err)
+	}
+	for _, img := range []string{"busybox:latest", "rootfs:relative", "rootfs:" + dir + "/missing", "rootfs:" + file} {
+		_, err := (DirImages{}).Resolve(context.Background(), img)
+		var se *reconcile.StartError
+		if !errors.As(err, &se) || se.Reason != "CreateContainerError" {
+			t.Errorf("Resolve(%q) = %v, want CreateContainerError", img, err)
+		}
+	}
+}
+
+func TestDropLoopbackNameservers(t *testing.T) {
+	in := "# c\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver ::1\nsearch example.com\noptions edns0\n"
+	want := "# c\nnameserver 192.0.2.1\nsearch example.com\noptions edns0\n"
+	if got := string(dropLoopbackNameservers([]byte(in))); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func metav1ObjectMeta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "1234", Labels: map[string]string{"app": "web-app"}}
+}
+
+func fieldRef(path string) *corev1.EnvVarSource {
+	return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
+}
+
+func setUmask(m int) int { return unix.Umask(m) }

@@ -1,0 +1,186 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod/peapod/reconcile"
+	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/logs"
+	"github.com/peapod/peapod/runtime/sandbox"
+	"github.com/peapod/peapod/runtime/shim"
+	"github.com/peapod/peapod/runtime/userns"
+)
+
+// StartContainer implements reconcile.Runtime.
+func (r *Runtime) StartContainer(ctx context.Context, req reconcile.StartRequest) error {
+	dir := r.podDir(req.UID)
+	pod, err := readPod(dir)
+	if err != nil {
+		return fmt.Errorf("start container %s of pod %s: no sandbox: %w", req.Container, req.UID, err)
+	}
+	c := findContainer(pod, req.Container)
+	if c == nil {
+		return fmt.Errorf("start container: pod %s/%s has no container %q", pod.Namespace, pod.Name, req.Container)
+	}
+	if err := r.recordIPs(dir, pod, req.PodIPs); err != nil {
+		return err
+	}
+	spec, err := r.containerSpec(ctx, pod, c, req)
+	if err != nil {
+		return err
+	}
+	r.pruneAttempts(pod, c.Name, req.Attempt)
+	body, err := json.Marshal(r.shimSpec(c.Name, spec))
+	if err != nil {
+		return fmt.Errorf("encode container spec: %w", err)
+	}
+	podLogs := logs.PodDir(r.opts.LogDir, pod.Namespace, pod.Name, pod.UID)
+	client := shim.NewClient(dir)
+	defer client.Close()
+	_, err = client.Start(ctx, &shim.StartRequest{
+		Name: c.Name, Attempt: req.Attempt, Spec: body,
+		LogPath:    logs.Path(podLogs, c.Name, req.Attempt),
+		LogMaxSize: r.opts.LogMaxSize, LogMaxFiles: r.opts.LogMaxFiles,
+	})
+	var remote *shim.RemoteError
+	if errors.As(err, &remote) {
+		// The shim ran the start and it failed: a bad command, user or
+		// mount reported by the init stage, or a failing cgroup.
+		return &reconcile.StartError{Reason: "RunContainerError", Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("start container %s of pod %s/%s: %w", c.Name, pod.Namespace, pod.Name, err)
+	}
+	r.log.Info("container started", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "attempt", req.Attempt)
+	return nil
+}
+
+func findContainer(pod *corev1.Pod, name string) *corev1.Container {
+	for _, c := range podContainers(pod) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// recordIPs keeps the pod IPs for ListPods and writes them to /etc/hosts.
+func (r *Runtime) recordIPs(dir string, pod *corev1.Pod, ips []string) error {
+	b, err := json.Marshal(ips)
+	if err != nil {
+		return fmt.Errorf("encode pod IPs: %w", err)
+	}
+	if err := shim.WriteFileAtomic(filepath.Join(dir, ipsFile), b, 0o600); err != nil {
+		return err
+	}
+	hostname, err := podHostnameFor(pod)
+	if err != nil {
+		return err
+	}
+	return sandbox.WriteHosts(dir, hostname, ips)
+}
+
+// containerSpec resolves the image and volumes and builds the spec.
+func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.Container, req reconcile.StartRequest) (*container.Spec, error) {
+	rootfs, err := r.opts.Images.Resolve(ctx, c.Image)
+	if err != nil {
+		return nil, err
+	}
+	in := &specInput{
+		pod: pod, c: c, req: req, rootfs: rootfs,
+		dir:     r.attemptRoot(pod, c.Name, req.Attempt),
+		sandbox: sandboxLayout(r.podDir(pod.UID), pod),
+	}
+	owner := volumeOwner{uid: -1, gid: -1}
+	if usesUserNS(pod) {
+		base, err := r.ids.Allocate(pod.UID)
+		if err != nil {
+			return nil, err
+		}
+		in.userNS = &container.IDMap{HostID: base, Size: userns.RangeSize}
+		owner = volumeOwner{uid: int(base), gid: int(base)}
+	}
+	if in.volumes, err = prepareVolumes(pod, c, r.podRoot(pod.UID), owner); err != nil {
+		return nil, err
+	}
+	return buildSpec(in)
+}
+
+// shimSpec wraps a spec for the shim's launcher.
+func (r *Runtime) shimSpec(name string, spec *container.Spec) *shim.ContainerSpec {
+	cs := &shim.ContainerSpec{Name: name, Container: *spec}
+	if o := r.opts.Cgroups; o != nil {
+		cs.Cgroups = &shim.CgroupConfig{Root: o.Root, Parent: o.Parent, PodPidsLimit: o.PodPidsLimit}
+	}
+	return cs
+}
+
+// attemptRoot is the attempt's directory on disk: the overlay's upper and
+// work directories, a fresh writable layer per attempt as with kubelet.
+func (r *Runtime) attemptRoot(pod *corev1.Pod, name string, attempt int) string {
+	return filepath.Join(r.podRoot(pod.UID), "containers", name, strconv.Itoa(attempt))
+}
+
+// pruneAttempts removes what older attempts of a container left: the
+// writable layers of those that exited, and the records of all but the
+// previous attempt. Failures cost space only, so they are logged.
+func (r *Runtime) pruneAttempts(pod *corev1.Pod, name string, attempt int) {
+	log := r.log.With("uid", pod.UID, "container", name)
+	for _, a := range attempts(filepath.Join(r.podRoot(pod.UID), "containers", name), -1) {
+		if a >= attempt || mayRun(shim.AttemptDir(r.podDir(pod.UID), name, a)) {
+			continue
+		}
+		dir := r.attemptRoot(pod, name, a)
+		if err := container.Cleanup(&container.Spec{ID: containerID(pod.UID, name, a), Dir: dir}); err != nil {
+			log.Warn("remove old writable layer", "err", err)
+		} else if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("remove old writable layer", "err", err)
+		}
+	}
+	for _, a := range attempts(filepath.Join(shim.ContainersDir(r.podDir(pod.UID)), name), -1) {
+		if a >= attempt-1 {
+			continue
+		}
+		if err := os.RemoveAll(shim.AttemptDir(r.podDir(pod.UID), name, a)); err != nil {
+			log.Warn("remove old attempt records", "err", err)
+		}
+	}
+}
+
+// sandboxLayout names the files of the pod's sandbox, as sandbox.Create
+// laid them out.
+func sandboxLayout(dir string, pod *corev1.Pod) *sandbox.Sandbox {
+	s := &sandbox.Sandbox{
+		Dir:        dir,
+		IPCNS:      filepath.Join(dir, "ns", "ipc"),
+		Shm:        filepath.Join(dir, "shm"),
+		Mqueue:     filepath.Join(dir, "mqueue"),
+		Sys:        filepath.Join(dir, "sys"),
+		Hostname:   filepath.Join(dir, "etc", "hostname"),
+		Hosts:      filepath.Join(dir, "etc", "hosts"),
+		ResolvConf: filepath.Join(dir, "etc", "resolv.conf"),
+	}
+	if !pod.Spec.HostNetwork {
+		s.NetNS = filepath.Join(dir, "ns", "net")
+		s.UTSNS = filepath.Join(dir, "ns", "uts")
+	}
+	return s
+}
+
+// mayRun reports whether an attempt started and has no exit record: its
+// writable layer may be in use.
+func mayRun(attemptDir string) bool {
+	if _, err := shim.ReadState(attemptDir); err != nil {
+		return false
+	}
+	_, err := shim.ReadExit(attemptDir)
+	return err != nil
+}
