@@ -47,10 +47,11 @@ type Snapshot struct {
 	Errors []FileError
 }
 
-// FileError is a problem with one manifest file.
+// FileError is a problem with one manifest file. Err's message names the
+// file already (decode errors and os errors do), so Error returns it as is.
 type FileError struct {
 	File string
 	Err  error
 }
 
-func (e FileError) Error() string { return e.File + ": " + e.Err.Error() }
+func (e FileError) Error() string { return e.Err.Error() }

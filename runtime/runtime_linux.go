@@ -19,6 +19,7 @@ import (
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/sandbox"
 	"github.com/peapod/peapod/runtime/shim"
 	"github.com/peapod/peapod/runtime/userns"
 )
@@ -191,4 +192,10 @@ func (r *Runtime) unwatch(uid types.UID) {
 		w.cancel()
 		delete(r.watching, uid)
 	}
+}
+
+// NetNSPath returns the pinned network namespace of the pod's sandbox, or
+// "" for a hostNetwork pod. The path may not exist yet, or any more.
+func (r *Runtime) NetNSPath(pod *corev1.Pod) string {
+	return sandbox.Layout(r.podDir(pod.UID), pod.Spec.HostNetwork).NetNS
 }

@@ -99,6 +99,9 @@ func buildSpec(in *specInput) (*container.Spec, error) {
 		UTSNS:  in.sandbox.UTSNS,
 		Mounts: mounts,
 	}
+	if sc := in.c.SecurityContext; sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		spec.NoNewPrivileges = true
+	}
 	if sc := in.pod.Spec.SecurityContext; sc != nil {
 		for _, g := range sc.SupplementalGroups {
 			spec.AdditionalGIDs = append(spec.AdditionalGIDs, uint32(g))

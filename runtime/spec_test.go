@@ -15,6 +15,7 @@ import (
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/sandbox"
 )
 
 func TestExpand(t *testing.T) {
@@ -221,9 +222,10 @@ func TestBuildSpec(t *testing.T) {
 			{Name: "GREETING", Value: "hi"},
 			{Name: "POD", ValueFrom: fieldRef("metadata.name")},
 		},
-		VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data", SubPath: "sub", ReadOnly: true}},
+		VolumeMounts:    []corev1.VolumeMount{{Name: "data", MountPath: "/data", SubPath: "sub", ReadOnly: true}},
+		SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: new(false)},
 	}
-	sb := sandboxLayout("/run/peapod/pods/1234", pod)
+	sb := sandbox.Layout("/run/peapod/pods/1234", pod.Spec.HostNetwork)
 	spec, err := buildSpec(&specInput{
 		pod: pod, c: c, req: reconcile.StartRequest{UID: pod.UID, Container: "app", Attempt: 3},
 		rootfs: "/img", dir: "/var/lib/peapod/pods/1234/containers/app/3",
@@ -234,15 +236,16 @@ func TestBuildSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &container.Spec{
-		ID:             "peapod://1234/app/3",
-		Args:           []string{"/bin/sh", "-c", "echo hi web", "$(GREETING)"},
-		Env:            []string{"PATH=" + defaultPath, "HOSTNAME=web", "GREETING=hi", "POD=web"},
-		Cwd:            "/work",
-		AdditionalGIDs: []uint32{44},
-		Lower:          "/img",
-		Dir:            "/var/lib/peapod/pods/1234/containers/app/3",
-		UserNS:         &container.IDMap{HostID: 1 << 30, Size: 65536},
-		NetNS:          sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS,
+		ID:              "peapod://1234/app/3",
+		Args:            []string{"/bin/sh", "-c", "echo hi web", "$(GREETING)"},
+		Env:             []string{"PATH=" + defaultPath, "HOSTNAME=web", "GREETING=hi", "POD=web"},
+		Cwd:             "/work",
+		AdditionalGIDs:  []uint32{44},
+		NoNewPrivileges: true,
+		Lower:           "/img",
+		Dir:             "/var/lib/peapod/pods/1234/containers/app/3",
+		UserNS:          &container.IDMap{HostID: 1 << 30, Size: 65536},
+		NetNS:           sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS,
 		Mounts: []container.Mount{
 			{Source: sb.Hosts, Destination: "/etc/hosts"},
 			{Source: sb.Hostname, Destination: "/etc/hostname"},

@@ -97,7 +97,7 @@ func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 	in := &specInput{
 		pod: pod, c: c, req: req, rootfs: rootfs,
 		dir:     r.attemptRoot(pod, c.Name, req.Attempt),
-		sandbox: sandboxLayout(r.podDir(pod.UID), pod),
+		sandbox: sandbox.Layout(r.podDir(pod.UID), pod.Spec.HostNetwork),
 	}
 	owner := volumeOwner{uid: -1, gid: -1}
 	if usesUserNS(pod) {
@@ -153,26 +153,6 @@ func (r *Runtime) pruneAttempts(pod *corev1.Pod, name string, attempt int) {
 			log.Warn("remove old attempt records", "err", err)
 		}
 	}
-}
-
-// sandboxLayout names the files of the pod's sandbox, as sandbox.Create
-// laid them out.
-func sandboxLayout(dir string, pod *corev1.Pod) *sandbox.Sandbox {
-	s := &sandbox.Sandbox{
-		Dir:        dir,
-		IPCNS:      filepath.Join(dir, "ns", "ipc"),
-		Shm:        filepath.Join(dir, "shm"),
-		Mqueue:     filepath.Join(dir, "mqueue"),
-		Sys:        filepath.Join(dir, "sys"),
-		Hostname:   filepath.Join(dir, "etc", "hostname"),
-		Hosts:      filepath.Join(dir, "etc", "hosts"),
-		ResolvConf: filepath.Join(dir, "etc", "resolv.conf"),
-	}
-	if !pod.Spec.HostNetwork {
-		s.NetNS = filepath.Join(dir, "ns", "net")
-		s.UTSNS = filepath.Join(dir, "ns", "uts")
-	}
-	return s
 }
 
 // mayRun reports whether an attempt started and has no exit record: its

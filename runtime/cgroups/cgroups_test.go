@@ -1,6 +1,8 @@
 package cgroups
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -233,5 +235,24 @@ func TestParseProcCgroup(t *testing.T) {
 	want := map[string]string{"name=systemd": "/", "memory": "/process_api/x", "cpu": "/a b", "cpuacct": "/a b"}
 	if diff := cmp.Diff(want, parseProcCgroup(data)); diff != "" {
 		t.Errorf("parseProcCgroup (-want +got):\n%s", diff)
+	}
+}
+
+func TestLookupDoesNotCreate(t *testing.T) {
+	root := t.TempDir()
+	cgrouptest.V2(t, root)
+	m := newManager(t, root)
+	p := m.Lookup(testUID)
+	if p.Path() != "/peapod/pod"+string(testUID) {
+		t.Errorf("Lookup path = %q", p.Path())
+	}
+	if _, err := p.Lookup("app").Stats(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stats of a container never created: err = %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "peapod", "pod"+string(testUID))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Lookup created the pod cgroup (stat err = %v)", err)
+	}
+	if m.Lookup("../escape") != nil || p.Lookup("a/b") != nil {
+		t.Error("Lookup accepted a name that is not one path element")
 	}
 }

@@ -37,6 +37,16 @@ func (m *Manager) Pod(uid types.UID, pod *corev1.Pod) (*Pod, error) {
 	return p, nil
 }
 
+// Lookup returns a handle on the cgroup of the pod with the given UID
+// without creating it or touching its limits, for reading: its methods
+// report fs.ErrNotExist when the pod has no cgroup.
+func (m *Manager) Lookup(uid types.UID) *Pod {
+	if checkName(string(uid)) != nil {
+		return nil
+	}
+	return m.pod(uid)
+}
+
 // pod returns a handle on the pod's cgroup without creating it.
 func (m *Manager) pod(uid types.UID) *Pod {
 	rel := path.Join(m.parent, "pod"+string(uid))
@@ -131,6 +141,17 @@ func (p *Pod) Container(name string, c *corev1.Container) (*Container, error) {
 	}
 	ctr.fd = fd
 	return ctr, nil
+}
+
+// Lookup returns a handle on the named container's cgroup without creating
+// it or touching its limits, for reading; nil for a name that cannot be a
+// cgroup. CgroupFD of the handle reports ok=false.
+func (p *Pod) Lookup(name string) *Container {
+	if checkName(name) != nil {
+		return nil
+	}
+	rel := path.Join(p.rel, name)
+	return &Container{rel: rel, g: p.m.backend.group(rel)}
 }
 
 // Path returns the container cgroup's path relative to the hierarchy root:

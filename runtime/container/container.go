@@ -77,6 +77,9 @@ type Spec struct {
 	// UID, GID and AdditionalGIDs are the identity inside the container.
 	UID, GID       uint32
 	AdditionalGIDs []uint32
+	// NoNewPrivileges sets no_new_privs before exec, so setuid binaries and
+	// file capabilities grant nothing (allowPrivilegeEscalation: false).
+	NoNewPrivileges bool
 	// Lower is the read-only image directory.
 	Lower string
 	// Dir is the container's directory on disk; Start makes upper/ and
@@ -103,12 +106,13 @@ type Spec struct {
 // initConfig is what the parent sends the init stage, as JSON, next to the
 // mounts it prepared: the rootfs is mount 0.
 type initConfig struct {
-	Args           []string
-	Env            []string
-	Cwd            string
-	UID, GID       uint32
-	AdditionalGIDs []uint32
-	Mounts         []initMount
+	Args            []string
+	Env             []string
+	Cwd             string
+	UID, GID        uint32
+	AdditionalGIDs  []uint32
+	NoNewPrivileges bool
+	Mounts          []initMount
 }
 
 // initMount is one mount for the init stage to attach.

@@ -219,7 +219,21 @@ func TestRunAsUser(t *testing.T) {
 	if strings.Contains(out, "root-writable") {
 		t.Errorf("user 1000 could write /root:\n%s", out)
 	}
+}
 
+func TestNoNewPrivileges(t *testing.T) {
+	pod := newTestPod(t, "nnp-pod")
+	for _, nnp := range []bool{false, true} {
+		spec := pod.spec(t, "grep", "^NoNewPrivs:", "/proc/self/status")
+		spec.NoNewPrivileges = nnp
+		want := "NoNewPrivs:\t0\n"
+		if nnp {
+			want = "NoNewPrivs:\t1\n"
+		}
+		if out := run(t, spec); out != want {
+			t.Errorf("NoNewPrivileges=%v: container reports %q, want %q", nnp, out, want)
+		}
+	}
 }
 
 // TestInitFailures checks that failures inside the init stage come back as

@@ -119,6 +119,13 @@ func execCommand(cfg *initConfig, sock *os.File) error {
 	if err != nil {
 		return err
 	}
+	// Last before exec, after the identity changes it would not restrict:
+	// from here on no execve can gain privileges (setuid bits, file caps).
+	if cfg.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
 	// Every descriptor above stdio becomes close-on-exec, so none of ours
 	// (the socket, Go's epoll, anything inherited) reaches the command
 	// (CVE-2024-21626). The socket stays usable until exec succeeds, and

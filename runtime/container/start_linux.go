@@ -138,7 +138,7 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 	cfg := initConfig{
 		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
 		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
-		Mounts: prep.plan,
+		NoNewPrivileges: spec.NoNewPrivileges, Mounts: prep.plan,
 	}
 	if err := sendConfig(conn, &cfg, append([]int{int(rootfs.Fd())}, prep.mounts.fds()...)); err != nil {
 		return err

@@ -50,7 +50,10 @@ type Sandbox struct {
 	Hostname, Hosts, ResolvConf string
 }
 
-func layout(dir string, hostNetwork bool) *Sandbox {
+// Layout names the files of the sandbox in dir as Create lays them out,
+// without touching anything: a restarted agent finds a pod's namespaces
+// and files with it.
+func Layout(dir string, hostNetwork bool) *Sandbox {
 	s := &Sandbox{
 		Dir:        dir,
 		IPCNS:      filepath.Join(dir, "ns", "ipc"),

@@ -40,7 +40,7 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if cfg.Hostname == "" {
 		return nil, fmt.Errorf("create sandbox in %s: empty hostname", cfg.Dir)
 	}
-	s := layout(cfg.Dir, cfg.HostNetwork)
+	s := Layout(cfg.Dir, cfg.HostNetwork)
 	for _, d := range []string{filepath.Join(s.Dir, "ns"), filepath.Join(s.Dir, "etc"), s.Shm, s.Mqueue, s.Sys} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox: %w", err)
@@ -187,7 +187,7 @@ func (s *Sandbox) writeFiles(cfg Config) error {
 // come off, so a failed unmount can never make Remove delete the contents of
 // a mounted file system.
 func Remove(dir string) error {
-	s := layout(dir, false)
+	s := Layout(dir, false)
 	mounts := []string{s.Sys, s.Mqueue, s.Shm, s.NetNS, s.IPCNS, s.UTSNS}
 	var errs []error
 	for _, m := range mounts {
