@@ -14,6 +14,10 @@ import (
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
+
+	"github.com/peapod/peapod/netsetup"
+	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/userns"
 )
 
 // Config is the agent's configuration. Every field has a flag of the same
@@ -27,6 +31,13 @@ type Config struct {
 	MetricsAddr string `json:"metrics-addr"`
 	LogFormat   string `json:"log-format"`
 	LogLevel    string `json:"log-level"`
+
+	Bridge       string `json:"bridge"`
+	PodCIDR      string `json:"pod-cidr"`
+	MTU          int    `json:"mtu"`
+	CgroupParent string `json:"cgroup-parent"`
+	PodPidsLimit int64  `json:"pod-pids-limit"`
+	UsernsRange  string `json:"userns-range"`
 }
 
 // Defaults for the agent's configuration.
@@ -49,6 +60,12 @@ func DefaultConfig() Config {
 		MetricsAddr: DefaultMetricsAddr,
 		LogFormat:   "text",
 		LogLevel:    "info",
+
+		Bridge:       netsetup.DefaultBridge,
+		PodCIDR:      netsetup.DefaultPodCIDR,
+		CgroupParent: "peapod",
+		PodPidsLimit: cgroups.DefaultPodPidsLimit,
+		UsernsRange:  userns.DefaultRange.String(),
 	}
 }
 
@@ -61,6 +78,12 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT serving /metrics and /healthz")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "agent log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "agent log level: debug, info, warn or error")
+	fs.StringVar(&c.Bridge, "bridge", c.Bridge, "Linux bridge the pods' veths attach to; created if missing")
+	fs.StringVar(&c.PodCIDR, "pod-cidr", c.PodCIDR, "IPv4 range pod addresses come from; the bridge gets its first address")
+	fs.IntVar(&c.MTU, "mtu", c.MTU, "MTU of the bridge and pod interfaces; 0 takes the default-route interface's")
+	fs.StringVar(&c.CgroupParent, "cgroup-parent", c.CgroupParent, "cgroup under which every pod gets pod<uid>/<container>")
+	fs.Int64Var(&c.PodPidsLimit, "pod-pids-limit", c.PodPidsLimit, "most processes and threads one pod may have; -1 for no limit")
+	fs.StringVar(&c.UsernsRange, "userns-range", c.UsernsRange, "host IDs START-END from which each pod gets a private range of 65536")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file
@@ -128,6 +151,18 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if p, err := netip.ParsePrefix(c.PodCIDR); err != nil || !p.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("--pod-cidr %q: want an IPv4 CIDR such as %s", c.PodCIDR, netsetup.DefaultPodCIDR))
+	}
+	if _, err := userns.ParseRange(c.UsernsRange); err != nil {
+		errs = append(errs, fmt.Errorf("--userns-range: %w", err))
+	}
+	if c.MTU < 0 || c.MTU > 65535 {
+		errs = append(errs, fmt.Errorf("--mtu %d: want 0 (automatic) or a valid MTU", c.MTU))
+	}
+	if c.PodPidsLimit < -1 || c.PodPidsLimit == 0 {
+		errs = append(errs, fmt.Errorf("--pod-pids-limit %d: want a positive number, or -1 for no limit", c.PodPidsLimit))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,135 @@
+// Package agent wires peapod's parts into the daemon: the manifest source,
+// the reconcile controller, the runtime and network, the status API on a
+// unix socket, and the HTTP endpoint for /metrics and /healthz.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/peapod/peapod/agent/cadvisor"
+	"github.com/peapod/peapod/manifests"
+	"github.com/peapod/peapod/reconcile"
+)
+
+// parts are the pieces Run assembles; tests substitute fakes for the
+// runtime and the network.
+type parts struct {
+	runtime  reconcile.Runtime
+	network  reconcile.Network
+	registry *prometheus.Registry
+	// metrics, when set, exports the pods' cgroup and network series.
+	metrics *targets
+}
+
+// run is the agent proper: it returns when ctx is done and every goroutine
+// it started has stopped. Pods keep running: they belong to their shims.
+func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
+	ctl := reconcile.New(reconcile.Options{
+		Runtime: p.runtime,
+		Network: p.network,
+		Log:     log,
+		Metrics: reconcile.NewMetrics(p.registry),
+	})
+	errMetrics := newManifestMetrics(p.registry)
+	if p.metrics != nil {
+		p.metrics.pods = ctl.Pods
+		p.registry.MustRegister(cadvisor.New(p.metrics, log))
+	}
+	src := manifests.NewSource(manifests.SourceOptions{Dir: cfg.Manifests, Log: log})
+
+	statusL, err := listenStatus(cfg.State)
+	if err != nil {
+		return err
+	}
+	metricsL, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		statusL.Close()
+		return fmt.Errorf("listen on --metrics-addr: %w", err)
+	}
+	log.Info("agent started", "manifests", cfg.Manifests, "state", cfg.State, "root", cfg.Root,
+		"metrics", metricsL.Addr().String(), "status", statusL.Addr().String())
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return src.Run(ctx, func(s manifests.Snapshot) {
+			errMetrics.observe(s)
+			ctl.Update(s)
+		})
+	})
+	g.Go(func() error { return ctl.Run(ctx) })
+	g.Go(func() error {
+		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl), ReadHeaderTimeout: 5 * time.Second}, statusL)
+	})
+	g.Go(func() error {
+		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second}, metricsL)
+	})
+	err = g.Wait()
+	log.Info("agent stopped; pods keep running")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// metricsHandler serves /metrics from reg and /healthz from the controller.
+func metricsHandler(reg *prometheus.Registry, ctl interface{ Healthy(time.Time) error }) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ctl.Healthy(time.Now()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// newRegistry returns a registry with the Go and process collectors, as
+// every Prometheus-instrumented daemon exports them.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// prepareDirs creates the agent's directories and takes the agent lock, so
+// two agents never manage the same pods. The returned file holds the lock
+// until it is closed (or the process dies).
+func prepareDirs(cfg Config) (*os.File, error) {
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.State, 0o700}, {cfg.Root, 0o700}, {cfg.LogDir, 0o755}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("create directory: %w", err)
+		}
+	}
+	lockPath := filepath.Join(cfg.State, "agent.lock")
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open agent lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another peapod agent is running with --state %s", cfg.State)
+		}
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	return f, nil
+}

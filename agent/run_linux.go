@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod/peapod/netsetup"
+	"github.com/peapod/peapod/runtime"
+	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/userns"
+)
+
+// Run runs the agent with the Linux runtime, pod networking and cgroups
+// until ctx is done. Pods keep running after it returns: a restarted agent
+// adopts them.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	lock, err := prepareDirs(cfg)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	net, err := newNetwork(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	cgOpts := cgroups.Options{Parent: cfg.CgroupParent, PodPidsLimit: cfg.PodPidsLimit, Log: log}
+	cg, err := cgroups.New(cgOpts)
+	if err != nil {
+		return fmt.Errorf("set up cgroups: %w", err)
+	}
+	ids, _ := userns.ParseRange(cfg.UsernsRange) // checked by Validate
+	rt, err := runtime.New(runtime.Options{
+		StateDir:    cfg.State,
+		RootDir:     cfg.Root,
+		LogDir:      cfg.LogDir,
+		UsernsRange: ids,
+		Cgroups:     &cgOpts,
+		ResolvConf:  podResolvConf,
+		Log:         log,
+	})
+	if err != nil {
+		return fmt.Errorf("start the runtime: %w", err)
+	}
+	defer rt.Close()
+	log.Info("host", "cgroups", cg.Mode(), "bridge", cfg.Bridge, "podCIDR", cfg.PodCIDR, "usernsRange", cfg.UsernsRange)
+
+	return run(ctx, cfg, log, parts{
+		runtime:  rt,
+		network:  net,
+		registry: newRegistry(),
+		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
+	})
+}
+
+// newNetwork prepares the bridge, forwarding and the nftables table, and
+// removes what pods that no longer exist left behind.
+func newNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*netsetup.Manager, error) {
+	cidr, _ := netip.ParsePrefix(cfg.PodCIDR) // checked by Validate
+	net, err := netsetup.New(netsetup.Options{
+		Bridge:   cfg.Bridge,
+		PodCIDRs: []netip.Prefix{cidr},
+		MTU:      cfg.MTU,
+		StateDir: cfg.State,
+		Log:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up pod networking: %w", err)
+	}
+	if err := net.Ensure(ctx); err != nil {
+		return nil, fmt.Errorf("set up bridge %s: %w", cfg.Bridge, err)
+	}
+	return net, nil
+}
+
+// podResolvConf builds a pod's resolv.conf from the host's as kubelet does,
+// reading the host files at each sandbox creation so changes are picked up.
+func podResolvConf(pod *corev1.Pod) []byte {
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	upstream, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
+	return netsetup.ResolvConf(pod, host, upstream)
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/peapod/peapod/agent"
+	"github.com/peapod/peapod/manifests"
+)
+
+func newAgentCommand() *cobra.Command {
+	flags := agent.DefaultConfig()
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent: watch --manifests and keep its pods running",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := agent.LoadConfig(configFile, cmd.Flags(), &flags)
+			if err != nil {
+				return err
+			}
+			log := cfg.NewLogger(os.Stderr)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if err := agent.Run(ctx, cfg, log); err != nil {
+				log.Error("agent failed", "err", err)
+				return errSilent
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML file with the same keys as the flags; flags given on the command line win")
+	flags.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func newValidateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check manifest files as the agent would, without running anything",
+		Long: "Decode and validate each FILE as the agent would. Errors name the file, the document and\n" +
+			"the field; warnings name fields peapod accepts but ignores. Exit status 1 if any file fails.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			failed := false
+			for _, f := range files {
+				pods, err := manifests.DecodeFile(f)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					failed = true
+					continue
+				}
+				for _, p := range pods {
+					for _, w := range p.Warnings {
+						fmt.Fprintf(os.Stderr, "%s: warning: %s\n", f, w)
+					}
+					fmt.Printf("%s: pod %s ok (uid %s)\n", f, p.Key(), p.UID())
+				}
+			}
+			if failed {
+				return errSilent
+			}
+			return nil
+		},
+	}
+}
+
+func newPsCommand() *cobra.Command {
+	stateDir := agent.DefaultState
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List the agent's pods (like kubectl get pods -A)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			list, err := (&agent.Client{StateDir: stateDir}).ListPods(ctx)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "":
+				return agent.PrintPods(os.Stdout, list.Items, time.Now())
+			case "json":
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "    ")
+				return enc.Encode(list)
+			case "yaml":
+				b, err := yaml.Marshal(list)
+				if err != nil {
+					return err
+				}
+				_, err = os.Stdout.Write(b)
+				return err
+			}
+			return fmt.Errorf("-o %q: want json or yaml", output)
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state", stateDir, "the agent's --state directory")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (a v1.PodList); default a table")
+	return cmd
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Printf("peapod %s", version)
+			if info, ok := debug.ReadBuildInfo(); ok {
+				fmt.Printf(" (%s", info.GoVersion)
+				for _, s := range info.Settings {
+					if s.Key == "vcs.revision" {
+						fmt.Printf(", commit %s", s.Value)
+					}
+				}
+				fmt.Print(")")
+			}
+			fmt.Println()
+		},
+	}
+}

@@ -1,0 +1,463 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+)
+
+// podBackoffKey is the back-off key of a worker's pod-level failures.
+const podBackoffKey = ""
+
+// input is the latest state of a key that the main loop hands its worker.
+type input struct {
+	// desired is nil when the key is not in the snapshot.
+	desired   *corev1.Pod
+	firstSeen time.Time
+	// keep is set when desired is nil but the manifest file of an observed
+	// pod is in error: that pod keeps running.
+	keep     bool
+	observed []*PodState
+	seq      uint64
+}
+
+// worker drives the pods of one key. Its goroutine, started by
+// Controller.deliver and stopped by ctx or by retiring, is the only one to
+// call the Runtime and Network for the key's pods.
+type worker struct {
+	c    *Controller
+	key  string
+	log  *slog.Logger
+	poke chan struct{}
+
+	mu     sync.Mutex
+	in     input
+	status []*corev1.Pod
+
+	// Owned by the worker goroutine.
+	views   map[types.UID]*podView
+	gone    map[types.UID]uint64
+	backoff *backoff
+	// target is the pod the last sync drove towards.
+	target *corev1.Pod
+	// problem is the last pod-level failure while driving towards target,
+	// retryAt when to try again.
+	problem *podProblem
+	retryAt time.Time
+	timer   clock.Timer
+}
+
+func newWorker(c *Controller, key string) *worker {
+	return &worker{
+		c:       c,
+		key:     key,
+		log:     c.log.With("pod", key),
+		poke:    make(chan struct{}, 1),
+		views:   make(map[types.UID]*podView),
+		gone:    make(map[types.UID]uint64),
+		backoff: newBackoff(),
+	}
+}
+
+// set stores the latest input and reports whether the desired pod changed.
+func (w *worker) set(in input) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	changed := uidOf(w.in.desired) != uidOf(in.desired) || w.in.keep != in.keep
+	w.in = in
+	return changed
+}
+
+func (w *worker) input() input {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.in
+}
+
+func (w *worker) desired() *corev1.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.in.desired
+}
+
+// pods returns deep copies of the worker's published pods.
+func (w *worker) pods() []corev1.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]corev1.Pod, 0, len(w.status))
+	for _, p := range w.status {
+		out = append(out, *p.DeepCopy())
+	}
+	return out
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.stopTimer()
+	for {
+		var timerC <-chan time.Time
+		if w.timer != nil {
+			timerC = w.timer.C()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.poke:
+		case <-timerC:
+		}
+		retryAt := w.syncSafely(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if w.target == nil && len(w.views) == 0 && retryAt.IsZero() && w.c.retire(w) {
+			w.c.hook()
+			return
+		}
+		w.arm(retryAt)
+		w.publish()
+	}
+}
+
+// syncSafely runs one sync; a panic is logged, counted and retried with
+// back-off instead of taking the agent down.
+func (w *worker) syncSafely(ctx context.Context) (retryAt time.Time) {
+	start := time.Now()
+	defer func() {
+		w.c.metrics.observeSync(time.Since(start))
+		if r := recover(); r != nil {
+			w.log.Error("pod worker panicked", "panic", r, "stack", string(debug.Stack()))
+			w.c.metrics.panicked()
+			retryAt = w.fail(ctx, &podProblem{reason: "InternalError", err: fmt.Errorf("worker panicked: %v", r)})
+		}
+	}()
+	return w.sync(ctx)
+}
+
+// sync moves the key's pods one step towards its input: it tears down every
+// sandbox that is not the target pod, then creates the target's sandbox and
+// network, then starts its containers. It returns when to sync again if
+// nothing else happens first (zero: never).
+func (w *worker) sync(ctx context.Context) time.Time {
+	in := w.input()
+	w.observe(in.observed, in.seq)
+	target := targetPod(in.desired, in.keep, w.views)
+	w.target = target
+	if target != nil && w.published(target.UID) == nil {
+		w.publish()
+	}
+	if w.backingOff() {
+		return w.retryAt
+	}
+	for _, v := range stale(target, w.views) {
+		if err := w.remove(ctx, v); err != nil {
+			return w.fail(ctx, err)
+		}
+	}
+	if target == nil {
+		w.succeeded()
+		return time.Time{}
+	}
+	v, err := w.ensureSandbox(ctx, target)
+	if err == nil {
+		err = w.ensureNetwork(ctx, v)
+	}
+	if err != nil {
+		return w.fail(ctx, err)
+	}
+	w.succeeded()
+	retryAt := w.startContainers(ctx, v)
+	w.recordStart(v, in.firstSeen)
+	return retryAt
+}
+
+// observe merges the runtime's observation into the views. A list that
+// started before the worker last changed a sandbox may predate the change,
+// so it can neither bring back a removed sandbox nor report a new one gone.
+func (w *worker) observe(observed []*PodState, seq uint64) {
+	listed := make(map[types.UID]bool, len(observed))
+	for _, s := range observed {
+		uid := s.UID()
+		listed[uid] = true
+		if removedAt, ok := w.gone[uid]; ok && seq <= removedAt {
+			continue
+		}
+		delete(w.gone, uid)
+		if v := w.views[uid]; v != nil {
+			v.update(s)
+		} else {
+			w.views[uid] = newPodView(s)
+		}
+	}
+	for uid, v := range w.views {
+		if !listed[uid] && seq > v.touched {
+			delete(w.views, uid)
+		}
+	}
+	for uid, removedAt := range w.gone {
+		if !listed[uid] && seq > removedAt {
+			delete(w.gone, uid)
+		}
+	}
+}
+
+// remove tears down a sandbox: its containers get the grace period of the
+// pod they were started from. The network goes last, so that an address is
+// never handed out again while the old pod may still use it.
+func (w *worker) remove(ctx context.Context, v *podView) error {
+	uid := v.pod.UID
+	if v.deletingFrom.IsZero() {
+		v.deletingFrom = w.c.clock.Now()
+		w.publish()
+	}
+	grace := gracePeriod(v.pod)
+	w.log.Info("removing pod", "uid", uid, "grace", grace)
+	if err := w.c.rt.RemovePod(ctx, uid, grace); err != nil {
+		return &podProblem{reason: "RemovePodError", err: fmt.Errorf("remove pod %s: %w", uid, err)}
+	}
+	if w.c.net != nil && !v.pod.Spec.HostNetwork {
+		if err := w.c.net.Teardown(ctx, v.pod); err != nil {
+			return &podProblem{reason: "NetworkTeardownError", err: fmt.Errorf("tear down network of pod %s: %w", uid, err)}
+		}
+	}
+	delete(w.views, uid)
+	w.gone[uid] = w.c.listSeq.Load()
+	for name := range v.containers {
+		w.backoff.forget(backoffKey(uid, name))
+	}
+	w.log.Info("removed pod", "uid", uid)
+	return nil
+}
+
+// ensureSandbox returns the ready sandbox of pod, creating it if needed.
+func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (*podView, error) {
+	v := w.views[pod.UID]
+	if v != nil && v.ready {
+		return v, nil
+	}
+	w.log.Info("creating sandbox", "uid", pod.UID)
+	s, err := w.c.rt.CreateSandbox(ctx, pod)
+	if err != nil {
+		return nil, &podProblem{reason: "SandboxCreateError", err: fmt.Errorf("create sandbox: %w", err)}
+	}
+	if v == nil {
+		v = newPodView(s)
+		v.createdHere = true
+		w.views[pod.UID] = v
+	} else {
+		v.update(s)
+	}
+	v.touched = w.c.listSeq.Load()
+	delete(w.gone, pod.UID)
+	if !v.ready {
+		return nil, &podProblem{reason: "SandboxCreateError", err: errors.New("sandbox is not ready")}
+	}
+	return v, nil
+}
+
+// ensureNetwork connects the sandbox once per agent process: Setup is
+// idempotent, and after an agent restart it returns the addresses the pod
+// already has.
+func (w *worker) ensureNetwork(ctx context.Context, v *podView) error {
+	if w.c.net == nil || v.pod.Spec.HostNetwork || v.networked {
+		return nil
+	}
+	ips, err := w.c.net.Setup(ctx, v.pod, v.netnsPath)
+	if err != nil {
+		return &podProblem{reason: "NetworkSetupError", err: fmt.Errorf("set up pod network: %w", err)}
+	}
+	v.ips, v.networked = ips, true
+	return nil
+}
+
+// startContainers starts every container that policy and back-off allow,
+// and returns when the earliest one backing off may start.
+func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
+	var retryAt time.Time
+	for _, c := range v.pod.Spec.Containers {
+		cv := v.container(c.Name)
+		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
+		if d.start {
+			d.retryAt = w.start(ctx, v, c, cv, d)
+		}
+		retryAt = earliest(retryAt, d.retryAt)
+	}
+	return retryAt
+}
+
+// start starts one container attempt and returns when to retry if the
+// start failed.
+func (w *worker) start(ctx context.Context, v *podView, c corev1.Container, cv *containerView, d decision) time.Time {
+	now := w.c.clock.Now()
+	key := backoffKey(v.pod.UID, c.Name)
+	if !d.failedAt.IsZero() {
+		w.backoff.next(key, d.failedAt, now)
+	}
+	req := StartRequest{UID: v.pod.UID, Container: c.Name, Attempt: d.attempt, PodIPs: v.ips}
+	if err := w.c.rt.StartContainer(ctx, req); err != nil {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		return w.startFailed(c.Name, cv, key, d, err, now)
+	}
+	cv.failure = nil
+	cv.record(ContainerState{Name: c.Name, Attempt: d.attempt, Image: c.Image, Phase: ContainerRunning, StartedAt: now}, false)
+	v.touched = w.c.listSeq.Load()
+	if d.attempt > 0 {
+		w.c.metrics.restarted(v.pod, c.Name)
+	}
+	w.log.Info("started container", "container", c.Name, "attempt", d.attempt)
+	w.c.requestRelist(w.key)
+	return time.Time{}
+}
+
+// startFailed records a failed start, shown as the container's Waiting
+// reason, and returns when to retry.
+func (w *worker) startFailed(name string, cv *containerView, key string, d decision, err error, now time.Time) time.Time {
+	failure := &startFailure{at: now, reason: "RunContainerError", message: err.Error()}
+	var se *StartError
+	if errors.As(err, &se) {
+		failure.reason, failure.message = se.Reason, se.Err.Error()
+	}
+	if d.failedAt.IsZero() {
+		w.backoff.next(key, now, now)
+	}
+	cv.failure = failure
+	w.log.Error("start container", "container", name, "attempt", d.attempt, "err", err)
+	w.c.metrics.syncError(failure.reason)
+	return w.backoff.retryAt(key, now)
+}
+
+// recordStart observes the pod's start latency the first time all the
+// containers of a sandbox this worker created run.
+func (w *worker) recordStart(v *podView, firstSeen time.Time) {
+	if !v.createdHere || v.startTimed || firstSeen.IsZero() {
+		return
+	}
+	for _, c := range v.pod.Spec.Containers {
+		if cv := v.containers[c.Name]; cv == nil || cv.latest == nil || cv.latest.Phase != ContainerRunning {
+			return
+		}
+	}
+	v.startTimed = true
+	w.c.metrics.podStarted(w.c.clock.Since(firstSeen))
+}
+
+// backingOff reports whether the last sync failed for the same target and
+// its back-off has not expired: pokes then only refresh the status, so a
+// failing pod is never retried in a hot loop.
+func (w *worker) backingOff() bool {
+	return w.problem != nil && w.problem.target == uidOf(w.target) && w.c.clock.Now().Before(w.retryAt)
+}
+
+// fail records a pod-level failure and returns when to retry. Failures
+// caused by the agent shutting down are not the pod's.
+func (w *worker) fail(ctx context.Context, err error) time.Time {
+	if ctx.Err() != nil {
+		return time.Time{}
+	}
+	var p *podProblem
+	if !errors.As(err, &p) {
+		p = &podProblem{reason: "SyncError", err: err}
+	}
+	p.target = uidOf(w.target)
+	w.problem = p
+	now := w.c.clock.Now()
+	w.backoff.next(podBackoffKey, now, now)
+	w.retryAt = w.backoff.retryAt(podBackoffKey, now)
+	w.log.Error("sync pod", "reason", p.reason, "err", p.err, "retry", w.backoff.delay(podBackoffKey))
+	w.c.metrics.syncError(p.reason)
+	return w.retryAt
+}
+
+func (w *worker) succeeded() {
+	w.problem, w.retryAt = nil, time.Time{}
+	w.backoff.forget(podBackoffKey)
+}
+
+// publish computes the status of every pod of the key: the ones being torn
+// down, then the target.
+func (w *worker) publish() {
+	now, target := w.c.clock.Now(), w.target
+	var pods []*corev1.Pod
+	for _, v := range sortedViews(w.views) {
+		if target == nil || v.pod.UID != target.UID {
+			pods = append(pods, w.podObject(v.pod, v, nil, now))
+		}
+	}
+	if target != nil {
+		pods = append(pods, w.podObject(target, w.views[target.UID], w.problem, now))
+	}
+	w.mu.Lock()
+	w.status = pods
+	w.mu.Unlock()
+	w.c.hook()
+}
+
+func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now time.Time) *corev1.Pod {
+	p := pod.DeepCopy()
+	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now})
+	if v != nil && !v.deletingFrom.IsZero() {
+		grace := int64(gracePeriod(pod) / time.Second)
+		p.DeletionTimestamp = &metav1.Time{Time: v.deletingFrom}
+		p.DeletionGracePeriodSeconds = &grace
+	}
+	return p
+}
+
+// published returns the status last published for uid. Only the worker
+// goroutine writes w.status, so it reads it without the lock.
+func (w *worker) published(uid types.UID) *corev1.PodStatus {
+	for _, p := range w.status {
+		if p.UID == uid {
+			return &p.Status
+		}
+	}
+	return nil
+}
+
+// arm sets the worker's timer to fire at retryAt, or stops it. A retryAt
+// that passed while the sync ran pokes the worker at once.
+func (w *worker) arm(retryAt time.Time) {
+	w.stopTimer()
+	if retryAt.IsZero() {
+		return
+	}
+	if d := retryAt.Sub(w.c.clock.Now()); d > 0 {
+		w.timer = w.c.clock.NewTimer(d)
+		return
+	}
+	poke(w.poke)
+}
+
+func (w *worker) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	default:
+		return b
+	}
+}
+
+func uidOf(p *corev1.Pod) types.UID {
+	if p == nil {
+		return ""
+	}
+	return p.UID
+}
