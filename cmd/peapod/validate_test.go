@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: web, image: "rootfs:/var/lib/peapod/rootfs/busybox", command: [sleep, "1000"]}
+`)
+	typo := write("typo.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  contianers:
+  - {name: web, image: "rootfs:/x"}
+`)
+	deploy := write("deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n")
+
+	for _, tc := range []struct {
+		name     string
+		files    []string
+		wantCode int
+		want     []string
+	}{
+		{"good", []string{good}, 0, []string{"good.yaml: pod default/web ok"}},
+		{"unknown field", []string{typo}, 1, []string{"typo.yaml", "spec.contianers"}},
+		{"unsupported kind", []string{deploy}, 1, []string{"deploy.yaml", "unsupported kind Deployment"}},
+		{"one bad among good", []string{good, typo}, 1, []string{"pod default/web ok", "spec.contianers"}},
+		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runPeapod(t, append([]string{"validate"}, tc.files...)...)
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not mention %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	out, code := runPeapod(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "peapod ") {
+		t.Errorf("peapod version = %q (exit %d)", out, code)
+	}
+}
