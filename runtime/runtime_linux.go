@@ -19,6 +19,7 @@ import (
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/container"
 	"github.com/peapod/peapod/runtime/sandbox"
 	"github.com/peapod/peapod/runtime/shim"
 	"github.com/peapod/peapod/runtime/userns"
@@ -92,7 +93,17 @@ func New(opts Options) (*Runtime, error) {
 		return nil, errors.New("runtime: StateDir, RootDir and LogDir are required")
 	}
 	if opts.Exe == "" {
-		opts.Exe = "/proc/self/exe"
+		// Shims run from one sealed in-memory copy of this binary: they
+		// need not copy it again for their containers' init stages, its
+		// pages are shared by all of them, and replacing the binary on
+		// disk never changes what a running shim executes. The path is
+		// resolved by the child between fork and exec, while it still
+		// holds our descriptor.
+		exe, err := container.SealedExe()
+		if err != nil {
+			return nil, err
+		}
+		opts.Exe = fmt.Sprintf("/proc/self/fd/%d", exe.Fd())
 	}
 	if opts.Images == nil {
 		opts.Images = DirImages{}

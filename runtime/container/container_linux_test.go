@@ -301,7 +301,7 @@ func TestInitExeIsSealed(t *testing.T) {
 	if got, err := os.Readlink(exe); err != nil || got != "/memfd:peapod-init (deleted)" {
 		t.Errorf("init stage executable %q, %v; want the sealed memfd", got, err)
 	}
-	f, err := sealedExe()
+	f, err := SealedExe()
 	if err != nil {
 		t.Fatal(err)
 	}

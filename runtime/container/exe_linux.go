@@ -23,26 +23,53 @@ var sealed struct {
 	f  *os.File
 }
 
-// sealedExe returns a sealed memfd copy of the running binary, made on first
-// use and shared by every container this process starts.
+// SealedExe returns a sealed memfd copy of the running binary, made on first
+// use and shared by every container this process starts. The caller must
+// not close the file.
 //
 // The init stage runs our binary inside the container's namespaces, so a
 // process of the container could open /proc/<init pid>/exe and, were it the
 // host's file, write through it and take over the host binary
 // (CVE-2019-5736). Executing a sealed in-memory copy leaves it nothing
-// writable to reach. The caller must not close the file.
-func sealedExe() (*os.File, error) {
+// writable to reach.
+//
+// A process that was itself executed from such a copy (the agent launches
+// shims from its own, see runtime.New) reuses it instead of copying the
+// binary again: the seals travel with the inode, and they cannot be lifted.
+func SealedExe() (*os.File, error) {
 	sealed.mu.Lock()
 	defer sealed.mu.Unlock()
 	if sealed.f != nil {
 		return sealed.f, nil
 	}
-	f, err := copyToSealedMemfd("/proc/self/exe")
+	f, err := reopenIfSealed("/proc/self/exe")
+	if err == nil && f == nil {
+		f, err = copyToSealedMemfd("/proc/self/exe")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("make sealed copy of peapod binary: %w", err)
 	}
 	sealed.f = f
 	return f, nil
+}
+
+// reopenIfSealed opens path above minExeFD if it is a memfd carrying every
+// one of exeSeals; it returns nil, nil for any other file.
+func reopenIfSealed(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil || seals&exeSeals != exeSeals {
+		return nil, nil // not a memfd (EINVAL), or not sealed for good
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, minExeFD)
+	if err != nil {
+		return nil, fmt.Errorf("move sealed exe above %d: %w", minExeFD, err)
+	}
+	return os.NewFile(uintptr(high), "memfd:peapod-init"), nil
 }
 
 func copyToSealedMemfd(path string) (*os.File, error) {

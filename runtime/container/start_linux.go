@@ -164,7 +164,7 @@ func userNamespace(spec *Spec, pid int) (*os.File, error) {
 // launchInit starts the init stage and returns the parent's end of its
 // socket.
 func launchInit(spec *Spec) (*net.UnixConn, *exec.Cmd, error) {
-	exe, err := sealedExe()
+	exe, err := SealedExe()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -87,11 +87,9 @@ func startDetached(dir string, ready *os.File) error {
 		return fmt.Errorf("open shim log: %w", err)
 	}
 	defer logf.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
-	}
-	cmd := exec.Command(exe, Command, stageServe, dir)
+	// /proc/self/exe, not os.Executable: we may run from the agent's
+	// sealed memfd copy, whose name ("/memfd:...") is no path to exec.
+	cmd := exec.Command("/proc/self/exe", Command, stageServe, dir)
 	cmd.Args[0] = os.Args[0]
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
