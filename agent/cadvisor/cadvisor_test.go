@@ -157,7 +157,7 @@ func TestCollectV1(t *testing.T) {
 		"container_memory_cache":                      0,
 		"container_memory_swap":                       0,
 		"container_memory_failcnt":                    0,
-		"container_oom_events_total":                  0,
+		"container_oom_events_total":                  2, // v1's counter is per cgroup: the pod sums its containers'
 		"container_processes":                         2,
 		"container_threads":                           6,
 		"container_spec_memory_limit_bytes":           0,

@@ -201,7 +201,35 @@ func (g *v1Group) readCPUSpec(s *Stats) error {
 // the OOM killer killed in this cgroup and below. memory.failcnt is no
 // substitute: it stays 0 when memsw is limited too.
 func (g *v1Group) oomKills() (uint64, error) {
-	return fs.OOMKillCount(g.paths["memory"])
+	return v1OOMKills(g.paths["memory"])
+}
+
+// v1OOMKills sums oom_kill over dir and every cgroup below it. Unlike
+// cgroup v2's memory.events, the v1 counter is not hierarchical: the kernel
+// counts a kill only in the cgroup whose limit was hit, so without the sum a
+// pod cgroup shows 0 after one of its containers was OOM-killed. A child
+// removed during the walk is skipped; dir itself missing is an error
+// matching os.ErrNotExist.
+func v1OOMKills(dir string) (uint64, error) {
+	n, err := fs.OOMKillCount(dir)
+	if err != nil {
+		return 0, err
+	}
+	children, err := readDirNames(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range children {
+		m, err := v1OOMKills(filepath.Join(dir, c))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // kill SIGKILLs everything in the cgroup and below (see killFrozen).

@@ -105,8 +105,9 @@ func openLower(dir string, userns *os.File) (*os.File, error) {
 }
 
 // setLower hands the lower layer to overlay. Linux 6.8+ takes the detached
-// mount itself ("lowerdir+"); older kernels reject the key with EINVAL and
-// need a path, so the mount is attached at dir/lower until overlay has taken
+// mount itself ("lowerdir+"); older kernels reject the key (EINVAL on some,
+// EOPNOTSUPP on 6.1, where FSCONFIG_SET_FD is not supported for overlay's
+// lowerdir at all) and need a path, so the mount is attached at dir/lower until overlay has taken
 // its own private clone of it (at FSCONFIG_CMD_CREATE on kernels that parse
 // options late). The caller runs detach once the overlay is created.
 func setLower(fs int, lower *os.File, dir string) (detach func() error, err error) {
@@ -114,7 +115,7 @@ func setLower(fs int, lower *os.File, dir string) (detach func() error, err erro
 	if err == nil {
 		return func() error { return nil }, nil
 	}
-	if !errors.Is(err, unix.EINVAL) {
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return nil, fmt.Errorf("overlay lowerdir+: %w", err)
 	}
 	return setLowerByPath(fs, lower, filepath.Join(dir, "lower"))
