@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"os"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/peapod/peapod/netsetup"
 	"github.com/peapod/peapod/runtime"
 	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/container"
 	"github.com/peapod/peapod/runtime/userns"
 )
 
@@ -51,7 +53,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start the runtime: %w", err)
 	}
 	defer rt.Close()
-	log.Info("host", "cgroups", cg.Mode(), "bridge", cfg.Bridge, "podCIDR", cfg.PodCIDR, "usernsRange", cfg.UsernsRange)
+	logHost(log, cfg, cg.Mode())
 
 	return run(ctx, cfg, log, parts{
 		runtime:  rt,
@@ -59,6 +61,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		registry: newRegistry(),
 		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
 	})
+}
+
+// logHost says, in one line, what the kernel offers and how the agent
+// adapts, so a user's bug report carries it.
+func logHost(log *slog.Logger, cfg Config, cgroupMode string) {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	f := container.ProbeFeatures()
+	log.Info("host", "kernel", unix.ByteSliceToString(u.Release[:]), "cgroups", cgroupMode,
+		"cloneIntoCgroup", cgroupMode == cgroups.ModeV2, "overlayLowerdirFD", f.OverlayLowerdirFD,
+		"idmappedMounts", f.IDMappedMounts, "bridge", cfg.Bridge, "podCIDR", cfg.PodCIDR, "usernsRange", cfg.UsernsRange)
+	if !f.IDMappedMounts {
+		log.Warn("kernel has no idmapped mounts (Linux 5.12+): only pods with hostUsers: true can start")
+	}
 }
 
 // newNetwork prepares the bridge, forwarding and the nftables table, and
