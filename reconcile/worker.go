@@ -117,7 +117,12 @@ func (w *worker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if w.target == nil && len(w.views) == 0 && retryAt.IsZero() && w.c.retire(w) {
+		// A worker that removed a sandbox stays until a list confirms it
+		// gone: the main loop's last observation may still show it, and a
+		// new worker for the key (the file restored with the same content)
+		// would have no gone entry to discard it and would adopt a sandbox
+		// that no longer exists.
+		if w.target == nil && len(w.views) == 0 && len(w.gone) == 0 && retryAt.IsZero() && w.c.retire(w) {
 			w.c.hook()
 			return
 		}
@@ -229,6 +234,8 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 	}
 	delete(w.views, uid)
 	w.gone[uid] = w.c.listSeq.Load()
+	// A fresh list clears the gone entry, and with it lets the worker retire.
+	w.c.requestRelist(w.key)
 	for name := range v.containers {
 		w.backoff.forget(backoffKey(uid, name))
 	}

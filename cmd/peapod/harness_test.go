@@ -140,6 +140,8 @@ func newTestAgent(t *testing.T, extra ...string) *testAgent {
 // start runs the agent and waits until /healthz answers.
 func (a *testAgent) start() {
 	a.t.Helper()
+	// Only this run's log counts: a restarted agent logs its own address.
+	since := len(a.log.String())
 	a.cmd = exec.Command(peapodBin, a.args...)
 	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.log
@@ -151,7 +153,7 @@ func (a *testAgent) start() {
 		cmd.Wait()
 		close(done)
 	}(a.cmd, a.done)
-	a.metrics = "http://" + a.waitLogField("agent started", "metrics")
+	a.metrics = "http://" + a.waitLogField(since, "agent started", "metrics")
 	a.eventually("healthz answers", 10*time.Second, func() error {
 		resp, err := http.Get(a.metrics + "/healthz")
 		if err != nil {
@@ -182,12 +184,13 @@ func (a *testAgent) stop(sig syscall.Signal) {
 	a.cmd = nil
 }
 
-// waitLogField waits for a JSON log line with msg and returns its field.
-func (a *testAgent) waitLogField(msg, field string) string {
+// waitLogField waits for a JSON log line with msg, written after the first
+// since bytes of the log, and returns its field.
+func (a *testAgent) waitLogField(since int, msg, field string) string {
 	a.t.Helper()
 	var val string
 	a.eventually("log line "+msg, 10*time.Second, func() error {
-		sc := bufio.NewScanner(strings.NewReader(a.log.String()))
+		sc := bufio.NewScanner(strings.NewReader(a.log.String()[since:]))
 		for sc.Scan() {
 			var line map[string]any
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
