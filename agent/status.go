@@ -152,7 +152,23 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("agent: %s", strings.TrimSpace(string(msg)))
+		return &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// ErrNotFound matches (errors.Is) a Client error for a pod the agent does
+// not know.
+var ErrNotFound = errors.New("not found")
+
+// statusError is an error answer of the status API.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return "agent: " + e.msg }
+
+func (e *statusError) Is(target error) bool {
+	return target == ErrNotFound && e.code == http.StatusNotFound
 }

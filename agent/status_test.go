@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -56,7 +57,7 @@ func TestStatusAPI(t *testing.T) {
 	if err != nil || pod.UID != "u1" {
 		t.Errorf("GetPod = %v, %v; want pod u1", pod, err)
 	}
-	if _, err := c.GetPod(ctx, "default", "nope"); err == nil || !strings.Contains(err.Error(), "pod default/nope not found") {
+	if _, err := c.GetPod(ctx, "default", "nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "pod default/nope not found") {
 		t.Errorf("GetPod(missing) error = %v, want not found", err)
 	}
 }
