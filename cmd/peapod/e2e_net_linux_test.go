@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
@@ -629,58 +631,155 @@ func netCheckClean(t *testing.T, a *rootAgent, hostPort uint16) {
 	if records, err := os.ReadDir(filepath.Join(a.cfg.State, "hostports")); err != nil || len(records) > 0 {
 		t.Errorf("host port records left: %v %v", records, err)
 	}
-	out, err := exec.Command("nft", "list", "table", "ip", a.Bridge).CombinedOutput()
+	if n := netDNATRules(t, a.Bridge); n > 0 {
+		t.Errorf("nft table ip %s still has %d DNAT rules (host port %d)", a.Bridge, n, hostPort)
+	}
+}
+
+// netDNATRules counts the DNAT rules in the agent's nftables table, read
+// over netlink (the qemu guest has no nft command).
+func netDNATRules(t *testing.T, table string) int {
+	t.Helper()
+	c, err := nftables.New()
 	if err != nil {
-		t.Errorf("nft list table ip %s: %v: %s", a.Bridge, err, out)
+		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "dnat to") ||
-		(hostPort > 0 && strings.Contains(string(out), "dport "+strconv.Itoa(int(hostPort)))) {
-		t.Errorf("nft table %s still has host port rules:\n%s", a.Bridge, out)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatalf("list nftables chains: %v", err)
 	}
+	n := 0
+	for _, ch := range chains {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			t.Fatalf("list rules of chain %s: %v", ch.Name, err)
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if nat, ok := e.(*expr.NAT); ok && nat.Type == expr.NATTypeDestNAT {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // netOutside is a host outside the pods' world: a network namespace on a
 // veth, hostAddr on the host's end and addr on its own, in a TEST-NET /29
 // no host route covers. It has no route back to the pod CIDR.
 type netOutside struct {
-	name, hostVeth string
+	hostVeth       string
 	hostAddr, addr netip.Addr
 	ns             netns.NsHandle
 }
 
-// netNewOutside makes an outside host; its cleanup, registered first,
-// deletes the namespace (and with it the veth pair).
+// netNewOutside makes an outside host through netlink alone (the qemu
+// guest of hack/vmtest.sh has no iproute2); its cleanup, registered first,
+// closes the namespace, which takes the veth pair with it.
 func netNewOutside(t *testing.T) *netOutside {
 	t.Helper()
 	suffix := randomHex(t, 4)
-	out := &netOutside{name: "ppo" + suffix, hostVeth: "ppv" + suffix}
+	out := &netOutside{hostVeth: "ppv" + suffix}
 	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(out.hostVeth); err == nil {
+			netlink.LinkDel(l)
+		}
 		if out.ns.IsOpen() {
 			out.ns.Close()
 		}
-		exec.Command("ip", "link", "del", out.hostVeth).Run()
-		exec.Command("ip", "netns", "del", out.name).Run()
 	})
 	block := netFreeBlock(t)
 	out.hostAddr, out.addr = block.Addr().Next(), block.Addr().Next().Next()
-	for _, args := range [][]string{
-		{"netns", "add", out.name},
-		{"link", "add", out.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", out.name},
-		{"addr", "add", netip.PrefixFrom(out.hostAddr, block.Bits()).String(), "dev", out.hostVeth},
-		{"link", "set", out.hostVeth, "up"},
-		{"-n", out.name, "addr", "add", netip.PrefixFrom(out.addr, block.Bits()).String(), "dev", "eth0"},
-		{"-n", out.name, "link", "set", "eth0", "up"},
-		{"-n", out.name, "link", "set", "lo", "up"},
-	} {
-		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, b)
-		}
+	ns, err := netNewNamespace()
+	if err != nil {
+		t.Fatal(err)
 	}
-	var err error
-	if out.ns, err = netns.GetFromName(out.name); err != nil {
+	out.ns = ns
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: out.hostVeth},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth %s: %v", out.hostVeth, err)
+	}
+	if err := netLinkUp(nil, out.hostVeth, netip.PrefixFrom(out.hostAddr, block.Bits())); err != nil {
+		t.Fatal(err)
+	}
+	inside, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inside.Close()
+	if err := netLinkUp(inside, "eth0", netip.PrefixFrom(out.addr, block.Bits())); err != nil {
+		t.Fatal(err)
+	}
+	if err := netLinkUp(inside, "lo", netip.Prefix{}); err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// netNewNamespace returns a new, unnamed network namespace, made on a
+// locked thread that switches back (or is discarded with its goroutine).
+func netNewNamespace() (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		host, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			c <- result{err: err}
+			return
+		}
+		defer host.Close()
+		ns, err := netns.New()
+		if err != nil {
+			c <- result{err: err}
+			return // the thread may be in an unknown namespace: stay locked
+		}
+		if err := netns.Set(host); err != nil {
+			c <- result{ns: ns, err: err}
+			return
+		}
+		runtime.UnlockOSThread()
+		c <- result{ns: ns}
+	}()
+	r := <-c
+	return r.ns, r.err
+}
+
+// netLinkUp gives the link an address (unless addr is zero) and brings it
+// up, through h (nil: the test's own namespace).
+func netLinkUp(h *netlink.Handle, name string, addr netip.Prefix) error {
+	if h == nil {
+		h = &netlink.Handle{}
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if addr.IsValid() {
+		a, err := netlink.ParseAddr(addr.String())
+		if err != nil {
+			return err
+		}
+		if err := h.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("address %s on %s: %w", addr, name, err)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", name, err)
+	}
+	return nil
 }
 
 // netFreeBlock picks a /29 of 198.51.100.0/24 or 203.0.113.0/24 that no
