@@ -33,6 +33,9 @@ type parts struct {
 	registry *prometheus.Registry
 	// metrics, when set, exports the pods' cgroup and network series.
 	metrics *targets
+	// netGC, when set, collects the network state of vanished pods
+	// periodically.
+	netGC *guardedNetwork
 }
 
 // run is the agent proper: it returns when ctx is done and every goroutine
@@ -71,6 +74,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		})
 	})
 	g.Go(func() error { return ctl.Run(ctx) })
+	if p.netGC != nil {
+		g.Go(func() error { return p.netGC.collectPeriodically(ctx, log, netGCInterval) })
+	}
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl), ReadHeaderTimeout: 5 * time.Second}, statusL)
 	})

@@ -55,9 +55,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer rt.Close()
 	logHost(log, cfg, cg.Mode())
 
+	// The network state of pods that vanished while no agent ran (a
+	// reboot empties --state, a crash may leave a lease) goes before any
+	// pod is set up; later rounds run beside the controller.
+	gnet := &guardedNetwork{net: net, rt: rt}
+	if err := gnet.collect(ctx); err != nil {
+		log.Warn("network garbage collection", "err", err)
+	}
 	return run(ctx, cfg, log, parts{
 		runtime:  rt,
-		network:  net,
+		network:  gnet,
+		netGC:    gnet,
 		registry: newRegistry(),
 		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
 	})
