@@ -17,13 +17,14 @@ deps() {
 	command -v busybox >/dev/null || [[ -x /bin/busybox ]] || need+=(busybox-static)
 	command -v nft >/dev/null || need+=(nftables)
 	command -v ip >/dev/null || need+=(iproute2)
+	command -v promtool >/dev/null || need+=(prometheus)
 	((${#need[@]})) || return 0
 	if (($(id -u) != 0)); then
 		echo "test.sh: missing ${need[*]}; install them or run as root" >&2
 		return 0
 	fi
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
 static_checks() {
