@@ -16,7 +16,10 @@ import (
 
 const (
 	defaultResync   = 20 * time.Second
-	defaultDebounce = 20 * time.Millisecond
+	// defaultDebounce is short: it is the floor of every pod's start time.
+	// A burst split across two rescans costs little, since a rescan decodes
+	// only the files that changed.
+	defaultDebounce = 5 * time.Millisecond
 	// unwatchedPoll is how often the directory is rescanned while it cannot
 	// be watched, typically because it does not exist yet.
 	unwatchedPoll = time.Second
