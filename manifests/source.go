@@ -15,7 +15,7 @@ import (
 )
 
 const (
-	defaultResync   = 20 * time.Second
+	defaultResync = 20 * time.Second
 	// defaultDebounce is short: it is the floor of every pod's start time.
 	// A burst split across two rescans costs little, since a rescan decodes
 	// only the files that changed.
