@@ -59,6 +59,10 @@ func TestDecodeValid(t *testing.T) {
 			data: manifest("  hostUsers: true\n  securityContext: {runAsUser: 100000, runAsGroup: 4294967294}\n", ""),
 		},
 		{
+			name: "supplemental groups",
+			data: manifest("  securityContext: {supplementalGroups: [44, 1000]}\n", ""),
+		},
+		{
 			name: "runAsNonRoot with a pod-level runAsUser",
 			data: manifest("  securityContext: {runAsUser: 1000, runAsNonRoot: true}\n", ""),
 		},
@@ -75,7 +79,7 @@ func TestDecodeValid(t *testing.T) {
 			wantWarnings: []string{
 				"metadata.uid: ignored: peapod sets the UID to a hash of the manifest",
 				"spec.containers[0].imagePullPolicy: ignored: rootfs images are not pulled",
-				"spec.containers[0].livenessProbe: ignored: probes are not implemented yet",
+				"spec.containers[0].livenessProbe: ignored: probes are not supported yet",
 				"spec.containers[0].resources.requests[ephemeral-storage]: ignored: there is no scheduler or eviction",
 				"spec.nodeName: ignored: peapod runs pods on its own host only",
 				"spec.subdomain: ignored: there is no cluster DNS to publish the pod's FQDN",
@@ -172,7 +176,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"unmasked", manifest("", "    securityContext: {procMount: Unmasked}\n"), "securityContext.procMount: not supported: /proc is always masked"},
 		{"seccomp", manifest("  securityContext: {seccompProfile: {type: Unconfined}}\n", ""), "spec.securityContext.seccompProfile.type: not supported: only RuntimeDefault"},
 		{"sysctls", manifest("  securityContext: {sysctls: [{name: net.core.somaxconn, value: '1024'}]}\n", ""), "spec.securityContext.sysctls: not supported"},
-		{"read-only root", manifest("", "    securityContext: {readOnlyRootFilesystem: true}\n"), "readOnlyRootFilesystem: not supported: not implemented yet"},
+		{"read-only root", manifest("", "    securityContext: {readOnlyRootFilesystem: true}\n"), "readOnlyRootFilesystem: not supported: not supported yet"},
 		{"lifecycle", manifest("", "    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle: not supported"},
 		{"envFrom", manifest("", "    envFrom: [{configMapRef: {name: c}}]\n"), "spec.containers[0].envFrom: not supported"},
 		{"claims", manifest("", "    resources: {claims: [{name: gpu}]}\n"), "resources.claims: not supported"},
