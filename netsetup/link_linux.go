@@ -297,7 +297,9 @@ func deleteLink(name string) error {
 	if err != nil {
 		return fmt.Errorf("find link %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(link); err != nil && !isNotFound(err) {
+	// ENODEV: the link went between the lookup and the delete, as a veth
+	// does on its own when the runtime removes the pod's network namespace.
+	if err := netlink.LinkDel(link); err != nil && !isNotFound(err) && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
