@@ -62,7 +62,9 @@ func TestRootPodLifecycle(t *testing.T) {
 	if err := r.StopContainer(ctx, pod.UID, "polite", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if p := latest(podState(t, r, pod.UID), "polite"); p.ExitCode != 3 || time.Since(stopped) > 5*time.Second {
+	// Exit code 3 comes from its TERM trap: a kill at the end of the grace
+	// period would show 137.
+	if p := latest(podState(t, r, pod.UID), "polite"); p.ExitCode != 3 {
 		t.Errorf("polite stop after %v: %+v", time.Since(stopped), p)
 	}
 	stopped = time.Now()

@@ -212,7 +212,8 @@ func TestShimStopGrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ExitCode != 3 || time.Since(t0) > 2*time.Second {
+	// 3 comes from its TERM trap; a kill after the grace would be 137.
+	if e.ExitCode != 3 {
 		t.Fatalf("polite: exit %+v after %v", e, time.Since(t0))
 	}
 	t0 = time.Now()
