@@ -72,7 +72,7 @@ func (r *Runtime) RemovePod(ctx context.Context, uid types.UID, grace time.Durat
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove pod %s: %w", uid, err)
 	}
-	r.log.Info("pod removed", "uid", uid)
+	r.log.Debug("pod removed", "uid", uid)
 	return nil
 }
 

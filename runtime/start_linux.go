@@ -59,7 +59,7 @@ func (r *Runtime) StartContainer(ctx context.Context, req reconcile.StartRequest
 	if err != nil {
 		return fmt.Errorf("start container %s of pod %s/%s: %w", c.Name, pod.Namespace, pod.Name, err)
 	}
-	r.log.Info("container started", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "attempt", req.Attempt)
+	r.log.Debug("container started", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "attempt", req.Attempt)
 	return nil
 }
 
