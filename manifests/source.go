@@ -38,7 +38,8 @@ type SourceOptions struct {
 	// cannot see, such as a symlink target edited outside Dir. Default 20s.
 	Resync time.Duration
 	// Debounce is how long the directory must stay quiet after a change
-	// before it is rescanned. Default 20ms.
+	// before it is rescanned, unless the change is complete (see
+	// runner.complete). Default 5ms.
 	Debounce time.Duration
 	// Log receives state changes and rejected manifests. Default: discarded.
 	Log *slog.Logger
@@ -136,9 +137,18 @@ func (r *runner) loop(ctx context.Context) error {
 			if !ok {
 				return errors.New("manifest watcher closed unexpectedly")
 			}
-			if r.relevant(ev) {
-				flush.Reset(db.add(time.Now()))
+			if !r.relevant(ev) {
+				continue
 			}
+			if d := db.add(time.Now(), r.complete(ev)); d > 0 {
+				flush.Reset(d)
+				continue
+			}
+			// Now, rather than through the timer, which the next event of
+			// a burst would push back.
+			flush.Stop()
+			db.flushed(time.Now())
+			resync.Reset(r.rescan())
 		case err, ok := <-r.w.Errors:
 			if !ok {
 				return errors.New("manifest watcher closed unexpectedly")
@@ -146,7 +156,7 @@ func (r *runner) loop(ctx context.Context) error {
 			r.log.Warn("manifest watcher failed; rescanning", "err", err)
 			resync.Reset(r.rescan())
 		case <-flush.C:
-			db.flushed()
+			db.flushed(time.Now())
 			resync.Reset(r.rescan())
 		case <-resync.C:
 			resync.Reset(r.rescan())
@@ -164,6 +174,21 @@ func (r *runner) relevant(ev fsnotify.Event) bool {
 	}
 	name := filepath.Base(ev.Name)
 	return filepath.Dir(ev.Name) == r.dir && (isManifestName(name) || strings.HasPrefix(name, ".."))
+}
+
+// complete reports whether the change an event reports is whole the
+// moment it is seen, so the rescan need not wait for the directory to go
+// quiet: a name removed or renamed away, or a manifest that no process
+// holds open for writing, as after the atomic rename that tools and
+// Kubernetes' own writers use. A file still open for writing may be half
+// written (an editor or a shell redirection at work) and waits for the
+// debounce, as does anything whose state cannot be told.
+func (r *runner) complete(ev fsnotify.Event) bool {
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		return true
+	}
+	name := filepath.Base(ev.Name)
+	return ev.Name != r.dir && isManifestName(name) && !strings.HasPrefix(name, ".") && !openForWriting(ev.Name)
 }
 
 // rescan makes sure the directory is watched, scans it, passes the result
@@ -263,19 +288,26 @@ func sameError(a, b FileError) bool {
 
 // debouncer delays a rescan until events stop for quiet, but no longer
 // than max after the first event, so a steady stream still gets scanned.
+// A complete change that comes after a quiet period is scanned at once
+// (the leading edge); the events that follow it within quiet are
+// debounced again (a burst of renames costs two rescans, not one each).
 type debouncer struct {
 	quiet, max time.Duration
 	first      time.Time // first event since the last flush; zero when none
+	lastFlush  time.Time
 }
 
 // add records an event at now and returns how long to wait before the
-// rescan.
-func (d *debouncer) add(now time.Time) time.Duration {
+// rescan. complete tells that the event's change is whole already.
+func (d *debouncer) add(now time.Time, complete bool) time.Duration {
+	if complete && d.first.IsZero() && now.Sub(d.lastFlush) >= d.quiet {
+		return 0
+	}
 	if d.first.IsZero() {
 		d.first = now
 	}
 	return max(0, min(d.quiet, d.first.Add(d.max).Sub(now)))
 }
 
-// flushed records that the rescan ran.
-func (d *debouncer) flushed() { d.first = time.Time{} }
+// flushed records that the rescan ran at now.
+func (d *debouncer) flushed(now time.Time) { d.first, d.lastFlush = time.Time{}, now }

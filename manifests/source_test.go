@@ -95,12 +95,17 @@ type watched struct {
 // than the test, every change after the first update must come through the
 // watcher; while dir is missing, it is polled every second.
 func watch(t *testing.T, dir string) *watched {
+	return watchDebounced(t, dir, 10*time.Millisecond)
+}
+
+// watchDebounced is watch with the given debounce.
+func watchDebounced(t *testing.T, dir string, debounce time.Duration) *watched {
 	ctx := t.Context()
 	w := &watched{t: t, updates: make(chan Snapshot)}
 	src := NewSource(SourceOptions{
 		Dir:      dir,
 		Resync:   time.Hour,
-		Debounce: 10 * time.Millisecond,
+		Debounce: debounce,
 		Log:      slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	done := make(chan error, 1)
@@ -445,17 +450,98 @@ func TestDebouncer(t *testing.T) {
 		d := debouncer{quiet: 20 * ms, max: 200 * ms}
 		var got time.Duration
 		for _, at := range tt.events {
-			got = d.add(start.Add(at))
+			got = d.add(start.Add(at), false)
 		}
 		if got != tt.want {
 			t.Errorf("%s: delay %v, want %v", tt.name, got, tt.want)
 		}
 	}
 	d := debouncer{quiet: 20 * ms, max: 200 * ms}
-	d.add(start)
-	d.flushed()
-	if got := d.add(start.Add(time.Second)); got != 20*ms {
+	d.add(start, false)
+	d.flushed(start.Add(20 * ms))
+	if got := d.add(start.Add(time.Second), false); got != 20*ms {
 		t.Errorf("after a flush: delay %v, want %v", got, 20*ms)
+	}
+}
+
+func TestDebouncerLeadingEdge(t *testing.T) {
+	const ms = time.Millisecond
+	start := time.Now()
+	d := debouncer{quiet: 20 * ms, max: 200 * ms}
+	if got := d.add(start, true); got != 0 {
+		t.Errorf("complete change after quiet: delay %v, want 0", got)
+	}
+	d.flushed(start.Add(ms))
+	// The rest of a burst waits, whether or not it is complete.
+	if got := d.add(start.Add(5*ms), true); got != 20*ms {
+		t.Errorf("complete change within quiet of a flush: delay %v, want %v", got, 20*ms)
+	}
+	d.flushed(start.Add(25 * ms))
+	if got := d.add(start.Add(time.Second), false); got != 20*ms {
+		t.Errorf("incomplete change after quiet: delay %v, want %v", got, 20*ms)
+	}
+}
+
+// A manifest renamed into the directory is whole when it appears: it is
+// scanned at once, long before a debounce would end.
+func TestSourceRenameSkipsDebounce(t *testing.T) {
+	dir := t.TempDir()
+	w := watchDebounced(t, dir, time.Hour)
+	checkSummary(t, w.next(), summary{})
+	tmp := filepath.Join(t.TempDir(), "web.yaml")
+	writeFile(t, tmp, podYAML("web", "rootfs:/v1"))
+	if err := os.Rename(tmp, filepath.Join(dir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	checkSummary(t, w.next(), summary{Pods: []string{"default/web web.yaml rootfs:/v1"}})
+}
+
+// A manifest some process still holds open for writing may be half
+// written: it waits for the debounce, however long the writer keeps it.
+func TestSourceWaitsForWriter(t *testing.T) {
+	const debounce = 300 * time.Millisecond
+	dir := t.TempDir()
+	w := watchDebounced(t, dir, debounce)
+	checkSummary(t, w.next(), summary{})
+	f, err := os.Create(filepath.Join(dir, "web.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	if _, err := f.WriteString(podYAML("web", "rootfs:/v1")); err != nil {
+		t.Fatal(err)
+	}
+	s := w.next()
+	// Load can only make the update later, never earlier.
+	if waited := time.Since(start); waited < debounce*9/10 {
+		t.Errorf("file open for writing was scanned after %v, before the %v debounce", waited, debounce)
+	}
+	checkSummary(t, s, summary{Pods: []string{"default/web web.yaml rootfs:/v1"}})
+}
+
+func TestOpenForWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yaml")
+	writeFile(t, path, "x")
+	if openForWriting(path) {
+		t.Error("closed file reported open for writing")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !openForWriting(path) {
+		t.Error("file open for writing not reported")
+	}
+	f.Close()
+	if openForWriting(path) {
+		t.Error("file reported open for writing after close")
+	}
+	if openForWriting(filepath.Join(t.TempDir(), "gone.yaml")) {
+		t.Error("missing file reported open for writing")
+	}
+	if !openForWriting(t.TempDir()) {
+		t.Error("directory not reported as unknown")
 	}
 }
 
