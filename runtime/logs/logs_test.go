@@ -3,6 +3,8 @@ package logs
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -361,5 +363,36 @@ func TestWriterCloseWithPipeHeldOpen(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"stdout F kept"}, records(t, path)); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+func TestReadChunk(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rc, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString("hello"); err != nil {
+		t.Fatal(err)
+	}
+	bp, n, err := readChunk(rc)
+	if err != nil || bp == nil || string((*bp)[:n]) != "hello" {
+		t.Fatalf("readChunk = %v, %d, %v; want hello", bp != nil, n, err)
+	}
+	// Waiting on an empty pipe ends with the deadline, holding nothing.
+	r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	bp, n, err = readChunk(rc)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || bp != nil || n != 0 {
+		t.Fatalf("readChunk on an idle pipe = %v, %d, %v; want no buffer and the deadline", bp != nil, n, err)
+	}
+	r.SetReadDeadline(time.Time{})
+	w.Close()
+	bp, n, err = readChunk(rc)
+	if !errors.Is(err, io.EOF) || bp != nil || n != 0 {
+		t.Fatalf("readChunk at EOF = %v, %d, %v; want no buffer and EOF", bp != nil, n, err)
 	}
 }

@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Defaults for WriterOptions, kubelet's containerLogMaxSize and
@@ -153,14 +156,17 @@ func (w *Writer) Close() error {
 // read queues every read from f until EOF or error, then queues the EOF.
 func (w *Writer) read(f *os.File, s Stream) {
 	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		w.log.Warn("read container output", "stream", s, "err", err)
+		w.queue <- chunk{stream: s}
+		return
+	}
 	dropping := false
 	for {
-		bp := bufPool.Get().(*[]byte)
-		n, err := f.Read(*bp)
+		bp, n, err := readChunk(rc)
 		if n > 0 {
 			dropping = w.enqueue(chunk{stream: s, time: time.Now(), data: (*bp)[:n]}, dropping)
-		} else {
-			bufPool.Put(bp)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -170,6 +176,37 @@ func (w *Writer) read(f *os.File, s Stream) {
 			return
 		}
 	}
+}
+
+// readChunk reads once from rc into a buffer from bufPool, which it takes
+// only once the pipe is readable: a quiet container's pipes, most of them,
+// hold no buffer while they wait. It returns io.EOF at the end, and the
+// file's error (a read deadline, closed) as is.
+func readChunk(rc syscall.RawConn) (bp *[]byte, n int, err error) {
+	werr := rc.Read(func(fd uintptr) bool {
+		bp = bufPool.Get().(*[]byte)
+		n, err = unix.Read(int(fd), *bp)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			bufPool.Put(bp)
+			bp, n, err = nil, 0, nil
+			return false
+		}
+		return true
+	})
+	switch {
+	case werr != nil:
+		err = werr
+	case err == nil && n == 0:
+		err = io.EOF
+	}
+	if n < 0 {
+		n = 0
+	}
+	if n == 0 && bp != nil {
+		bufPool.Put(bp)
+		bp = nil
+	}
+	return bp, n, err
 }
 
 // enqueue queues c, waiting up to maxBlock for room unless the stream is
