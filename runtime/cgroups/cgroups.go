@@ -23,10 +23,10 @@
 //     container cgroup at clone time through Container.CgroupFD.
 //   - "v1" and "hybrid": limits go to the v1 hierarchies (one directory per
 //     hierarchy under Root, Parent relative to each). On a hybrid host the
-//     cgroup2 hierarchy is left alone: a thread cannot move into a cgroup2
-//     cgroup without dragging its whole process along, and the v1 freezer
-//     already gives an atomic kill. A process joins its cgroups by being
-//     forked from a thread placed there with Container.PlaceThread.
+//     cgroup2 hierarchy is left alone: it holds no controllers, and the v1
+//     freezer already gives an atomic kill. CLONE_INTO_CGROUP cannot reach
+//     v1 hierarchies, so a process joins its cgroups once started, before it
+//     runs anything of the container's, through Container.PlaceProcess.
 package cgroups
 
 import (
@@ -92,9 +92,10 @@ type group interface {
 	oomKills() (uint64, error)
 	kill() error
 	remove() error
-	// placeThread and openFD are the two ways of starting a process in
-	// the group (v1 and v2); each is a no-op for the other version.
-	placeThread() (restore func() error, err error)
+	// place moves a running process into the group (cgroup.procs).
+	place(pid int) error
+	// openFD opens the group's cgroup2 directory for CLONE_INTO_CGROUP;
+	// nil on v1.
 	openFD() (*os.File, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -228,6 +229,69 @@ func TestBadNames(t *testing.T) {
 			t.Errorf("Pod(%q) succeeded", uid)
 		}
 	}
+}
+
+// TestPlaceProcess checks where PlaceProcess writes: the PID to cgroup.procs
+// (the whole process), never to tasks (one thread), in every v1 hierarchy;
+// on v2 nothing while the Container holds its CLONE_INTO_CGROUP fd.
+func TestPlaceProcess(t *testing.T) {
+	pod := "peapod/pod" + string(testUID)
+
+	root := t.TempDir()
+	cgrouptest.V1(t, root, pod+"/app", pod+"/log")
+	_, ctrs := createAll(t, newManager(t, root))
+	if err := ctrs["app"].PlaceProcess(4242); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, h := range cgrouptest.V1Hierarchies {
+		want[h+"/"+pod+"/app/cgroup.procs"] = "4242"
+		want[h+"/"+pod+"/app/tasks"] = ""
+		want[h+"/cgroup.procs"] = ""
+	}
+	checkFiles(t, root, want)
+
+	root = t.TempDir()
+	cgrouptest.V2(t, root, pod+"/app", pod+"/log")
+	m := newManager(t, root)
+	_, ctrs = createAll(t, m)
+	if err := ctrs["app"].PlaceProcess(4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lookup(testUID).Lookup("log").PlaceProcess(4343); err != nil {
+		t.Fatal(err)
+	}
+	checkFiles(t, root, map[string]string{
+		pod + "/app/cgroup.procs": "",
+		pod + "/log/cgroup.procs": "4343",
+	})
+}
+
+func TestPlaceProcessMissingCgroup(t *testing.T) {
+	root := t.TempDir()
+	cgrouptest.V1(t, root, "peapod/pod"+string(testUID))
+	m := newManager(t, root)
+	c := m.Lookup(testUID).Lookup("gone")
+	if err := c.PlaceProcess(4242); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("PlaceProcess into a cgroup that does not exist: %v, want ErrNotExist", err)
+	}
+}
+
+// parseProcCgroup maps each v1 controller in a /proc/<pid>/cgroup file to
+// the task's cgroup path, e.g. "4:memory:/a" → {"memory": "/a"}. Co-mounted
+// controllers each get the path; the cgroup2 line ("0::/x") is skipped.
+func parseProcCgroup(data string) map[string]string {
+	paths := map[string]string{}
+	for line := range strings.Lines(data) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 || parts[1] == "" {
+			continue
+		}
+		for c := range strings.SplitSeq(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	return paths
 }
 
 func TestParseProcCgroup(t *testing.T) {

@@ -158,24 +158,28 @@ func (p *Pod) Lookup(name string) *Container {
 // "/peapod/pod<uid>/<name>".
 func (c *Container) Path() string { return "/" + c.rel }
 
-// PlaceThread moves the calling OS thread, which the caller must have
-// locked with runtime.LockOSThread, into the container's v1 cgroups so that
-// a child it forks is born there. restore moves the thread back and must
-// run on the same thread; if it fails, leave the thread locked so that the
-// Go runtime discards it. On v2 both are no-ops and CgroupFD does the job.
-// Callers use both: PlaceThread, then CgroupFD for SysProcAttr.UseCgroupFD.
-func (c *Container) PlaceThread() (restore func() error, err error) {
-	restore, err = c.g.placeThread()
-	if err != nil {
-		return nil, fmt.Errorf("place thread in cgroup %s: %w", c.Path(), err)
+// PlaceProcess moves process pid, with all its threads, into the
+// container's cgroups: its PID goes to cgroup.procs of every v1 hierarchy
+// (or of the cgroup2 directory). It does nothing while the Container holds
+// the descriptor CgroupFD returns: a process cloned into the cgroup through
+// it is there already. Children pid forked before the call stay where they
+// are, so call it before the process forks. On failure the process may be
+// in some hierarchies and not others: kill it.
+func (c *Container) PlaceProcess(pid int) error {
+	if c.fd != nil {
+		return nil
 	}
-	return restore, nil
+	if err := c.g.place(pid); err != nil {
+		return fmt.Errorf("place process in cgroup %s: %w", c.Path(), err)
+	}
+	return nil
 }
 
 // CgroupFD returns a descriptor of the container's cgroup2 directory for
 // CLONE_INTO_CGROUP (SysProcAttr.UseCgroupFD), or ok=false when the limits
-// are not on cgroup2 (v1 and hybrid hosts). The Container owns the
-// descriptor: it stays valid until Close or Remove.
+// are not on cgroup2 (v1 and hybrid hosts), where PlaceProcess does the
+// job. The Container owns the descriptor: it stays valid until Close or
+// Remove.
 func (c *Container) CgroupFD() (fd int, ok bool) {
 	if c.fd == nil {
 		return -1, false

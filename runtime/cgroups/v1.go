@@ -12,7 +12,6 @@ import (
 	occgroups "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fscommon"
-	"golang.org/x/sys/unix"
 )
 
 // v1Subsystems are the v1 controllers a container is placed in when their
@@ -28,21 +27,13 @@ var v1Subsystems = []string{
 // freezer to stop forks while it signals.
 var v1Required = []string{"cpu", "cpuacct", "freezer", "memory", "pids"}
 
-// hierarchy is one mounted v1 hierarchy.
-type hierarchy struct {
-	// subsys is one of the controllers mounted there (for co-mounted
-	// ones, such as "cpu,cpuacct", the first peapod saw).
-	subsys string
-	// dir is the hierarchy's root directory, e.g. /sys/fs/cgroup/memory.
-	dir string
-}
-
 // v1 manages cgroups in the v1 hierarchies mounted under one root.
 type v1 struct {
 	// subsysDirs maps each mounted subsystem to its hierarchy's root.
 	subsysDirs map[string]string
-	// hierarchies lists each hierarchy once.
-	hierarchies []hierarchy
+	// hierarchies lists the root directory of each hierarchy once (for
+	// co-mounted controllers, such as cpu,cpuacct, the first peapod saw).
+	hierarchies []string
 }
 
 // newV1 finds the v1 hierarchies mounted under root, one directory per
@@ -64,7 +55,7 @@ func newV1(root string) (*v1, error) {
 		b.subsysDirs[s] = dir
 		if !seen[real] {
 			seen[real] = true
-			b.hierarchies = append(b.hierarchies, hierarchy{subsys: s, dir: dir})
+			b.hierarchies = append(b.hierarchies, dir)
 		}
 	}
 	for _, s := range v1Required {
@@ -97,7 +88,7 @@ func (b *v1) setup(rel string) error {
 func (b *v1) children(rel string) ([]string, error) {
 	var all []string
 	for _, h := range b.hierarchies {
-		names, err := readDirNames(filepath.Join(h.dir, rel))
+		names, err := readDirNames(filepath.Join(h, rel))
 		if err != nil {
 			return nil, err
 		}
@@ -244,70 +235,32 @@ func (g *v1Group) kill() error {
 func (g *v1Group) remove() error {
 	var errs []error
 	for _, h := range g.b.hierarchies {
-		errs = append(errs, occgroups.RemovePath(filepath.Join(h.dir, g.rel)))
+		errs = append(errs, occgroups.RemovePath(filepath.Join(h, g.rel)))
 	}
 	return errors.Join(errs...)
 }
 
-// placeThread moves the calling thread, which the caller has locked, into
-// the group in every hierarchy, so that a child it forks is born there. The
-// TID goes to "tasks": cgroup.procs would move the whole agent. A child
-// inherits its parent thread's cgroups atomically at fork, so it never runs
-// outside them. The returned func moves the thread back to where it was.
-// Memory the thread touches meanwhile is charged to the container: keep the
-// window to the fork.
-func (g *v1Group) placeThread() (func() error, error) {
-	data, err := os.ReadFile("/proc/thread-self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	orig := parseProcCgroup(string(data))
+// place moves process pid, with all its threads, into the group in every
+// hierarchy through cgroup.procs: the kernel moves the thread group at once,
+// under a lock that thread creation also takes, so no thread is left
+// behind (children the process forked earlier stay where they are). It
+// stops at the first failure, leaving the process in some hierarchies
+// only: the caller kills it.
+func (g *v1Group) place(pid int) error {
 	for _, h := range g.b.hierarchies {
-		if _, ok := orig[h.subsys]; !ok {
-			return nil, fmt.Errorf("find the thread's %s cgroup: not in /proc/thread-self/cgroup", h.subsys)
+		if err := moveProcess(filepath.Join(h, g.rel), pid); err != nil {
+			return err
 		}
 	}
-	tid := unix.Gettid()
-	var moved []hierarchy
-	restore := func() error {
-		var errs []error
-		for _, h := range moved {
-			errs = append(errs, moveThread(filepath.Join(h.dir, orig[h.subsys]), tid))
-		}
-		return errors.Join(errs...)
-	}
-	for _, h := range g.b.hierarchies {
-		if err := moveThread(filepath.Join(h.dir, g.rel), tid); err != nil {
-			return nil, errors.Join(err, restore())
-		}
-		moved = append(moved, h)
-	}
-	return restore, nil
+	return nil
 }
 
 // openFD reports that v1 has no cgroup2 directory to clone into.
 func (g *v1Group) openFD() (*os.File, error) { return nil, nil }
 
-func moveThread(dir string, tid int) error {
-	if err := occgroups.WriteFile(dir, "tasks", strconv.Itoa(tid)); err != nil {
-		return fmt.Errorf("move thread %d to %s: %w", tid, dir, err)
+func moveProcess(dir string, pid int) error {
+	if err := occgroups.WriteFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("move process %d to %s: %w", pid, dir, err)
 	}
 	return nil
-}
-
-// parseProcCgroup maps each v1 controller in a /proc/<pid>/cgroup file to
-// the task's cgroup path, e.g. "4:memory:/a" → {"memory": "/a"}. Co-mounted
-// controllers each get the path; the cgroup2 line ("0::/x") is skipped.
-func parseProcCgroup(data string) map[string]string {
-	paths := map[string]string{}
-	for line := range strings.Lines(data) {
-		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
-		if len(parts) != 3 || parts[1] == "" {
-			continue
-		}
-		for c := range strings.SplitSeq(parts[1], ",") {
-			paths[c] = parts[2]
-		}
-	}
-	return paths
 }

@@ -211,10 +211,14 @@ func (g *v2Group) remove() error {
 	return occgroups.RemovePath(g.dir)
 }
 
-// placeThread does nothing on v2: the child joins its cgroup at clone time
-// through the directory fd from openFD.
-func (g *v2Group) placeThread() (func() error, error) {
-	return func() error { return nil }, nil
+// place moves process pid, with all its threads, into the group. Container
+// does not call it when it holds the fd from openFD: the process was cloned
+// into the group.
+func (g *v2Group) place(pid int) error {
+	if err := occgroups.WriteFile(g.dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("move process %d to %s: %w", pid, g.dir, err)
+	}
+	return nil
 }
 
 // openFD opens the cgroup directory for CLONE_INTO_CGROUP. It must not be

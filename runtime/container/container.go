@@ -53,14 +53,17 @@ type Mount struct {
 
 // CgroupPlacer puts a container into its cgroups as it is created.
 type CgroupPlacer interface {
-	// PlaceThread moves the calling OS thread (locked by the caller) into
-	// the container's cgroups so a child forked from it is born there
-	// (cgroup v1: the TID into each hierarchy's tasks file); restore moves
-	// it back. Both run on that locked thread.
-	PlaceThread() (restore func() error, err error)
 	// CgroupFD returns an open cgroup2 directory fd for CLONE_INTO_CGROUP
-	// (SysProcAttr.UseCgroupFD), ok=false when there is no usable cgroup2.
+	// (SysProcAttr.UseCgroupFD), ok=false when there is no usable cgroup2
+	// (cgroup v1 holds the limits): the container's first process then
+	// starts in the caller's cgroups and PlaceProcess moves it.
 	CgroupFD() (fd int, ok bool)
+	// PlaceProcess moves process pid, with all its threads, into the
+	// container's cgroups (cgroup v1: its PID into each hierarchy's
+	// cgroup.procs). Start calls it only when CgroupFD reports ok=false,
+	// before the process runs anything of the container's; it is a no-op
+	// where CgroupFD did the job.
+	PlaceProcess(pid int) error
 }
 
 // Spec describes one container to start. It can be sent as JSON, without
@@ -99,7 +102,8 @@ type Spec struct {
 	// Stdout and Stderr receive the container's output; nil means
 	// /dev/null. Stdin is always /dev/null.
 	Stdout, Stderr *os.File `json:"-"`
-	// Cgroup, when set, places the container in its cgroups at birth.
+	// Cgroup, when set, places the container in its cgroups before it
+	// runs any of its command; its cgroup namespace is rooted there.
 	Cgroup CgroupPlacer `json:"-"`
 }
 
@@ -113,6 +117,10 @@ type initConfig struct {
 	AdditionalGIDs  []uint32
 	NoNewPrivileges bool
 	Mounts          []initMount
+	// UnshareCgroupNS tells the init stage that it was moved into its
+	// cgroups after it started, in the parent's cgroup namespace, and must
+	// create its own now that it is in place (see placeInitStage).
+	UnshareCgroupNS bool
 }
 
 // initMount is one mount for the init stage to attach.

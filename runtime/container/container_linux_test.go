@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod/peapod/runtime/cgroups"
 	"github.com/peapod/peapod/runtime/sandbox"
 	"github.com/peapod/peapod/runtime/userns"
-	"golang.org/x/sys/unix"
 )
 
 // TestNamespaces starts two containers in one pod and compares their
@@ -403,16 +406,20 @@ func assertNoChildren(t *testing.T) {
 	}
 }
 
-// fakeCgroup records where PlaceThread and its restore ran, and hands out
-// fd as the cgroup2 directory when it is set.
+// fakeCgroup records the placements asked of it, with the cgroup namespace
+// each process was in at the time, and hands out fd as the cgroup2
+// directory when it is set.
 type fakeCgroup struct {
-	placed, restored int // thread IDs
-	fd               *os.File
+	fd     *os.File
+	placed []int    // PIDs
+	nsIno  []uint64 // their cgroup namespaces when placed
 }
 
-func (f *fakeCgroup) PlaceThread() (func() error, error) {
-	f.placed = unix.Gettid()
-	return func() error { f.restored = unix.Gettid(); return nil }, nil
+func (f *fakeCgroup) PlaceProcess(pid int) error {
+	var st unix.Stat_t
+	err := unix.Stat(fmt.Sprintf("/proc/%d/ns/cgroup", pid), &st)
+	f.placed, f.nsIno = append(f.placed, pid), append(f.nsIno, st.Ino)
+	return err
 }
 
 func (f *fakeCgroup) CgroupFD() (int, bool) {
@@ -423,7 +430,8 @@ func (f *fakeCgroup) CgroupFD() (int, bool) {
 }
 
 // TestCgroupFD starts a container straight into a cgroup2 directory
-// (CLONE_INTO_CGROUP) and checks it was born there.
+// (CLONE_INTO_CGROUP) and checks it was born there, in a cgroup namespace
+// of its own, without a placement after the start.
 func TestCgroupFD(t *testing.T) {
 	pod := newTestPod(t, "cgroup2-pod")
 	unified := "/sys/fs/cgroup/unified"
@@ -446,28 +454,177 @@ func TestCgroupFD(t *testing.T) {
 	}
 	defer fd.Close()
 	spec := pod.spec(t, "sleep", "100")
-	spec.Cgroup = &fakeCgroup{fd: fd}
+	cg := &fakeCgroup{fd: fd}
+	spec.Cgroup = cg
 	p, err := Start(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	ownNS := nsOf(t, p.Pid, "cgroup") != nsOf(t, os.Getpid(), "cgroup")
 	p.Signal(os.Kill)
 	p.Wait()
 	if err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(p.Pid) {
 		t.Errorf("cgroup.procs = %q, %v; want the container's PID %d", procs, err, p.Pid)
 	}
+	if len(cg.placed) != 0 {
+		t.Errorf("PlaceProcess(%v) called although the container was cloned into its cgroup", cg.placed)
+	}
+	if !ownNS {
+		t.Error("container in the host's cgroup namespace, want its own")
+	}
 }
 
-func TestCgroupPlacedOnStartingThread(t *testing.T) {
+// TestCgroupPlacedBeforeConfig checks the order of a start without a
+// cgroup2 directory: the init stage is placed once, while it is still in
+// the shim's cgroup namespace, and creates its own afterwards.
+func TestCgroupPlacedBeforeConfig(t *testing.T) {
 	pod := newTestPod(t, "cgroup-pod")
-	spec := pod.spec(t, "true")
+	spec := pod.spec(t, "sleep", "100")
 	cg := &fakeCgroup{}
 	spec.Cgroup = cg
-	run(t, spec)
-	if cg.placed == 0 || cg.placed != cg.restored {
-		t.Errorf("PlaceThread on thread %d, restore on %d: want the same thread", cg.placed, cg.restored)
+	p := startTest(t, spec)
+	host := inodeOf(t, "/proc/self/ns/cgroup")
+	if !slices.Equal(cg.placed, []int{p.Pid}) {
+		t.Errorf("PlaceProcess called for %v, want once for the container's PID %d", cg.placed, p.Pid)
 	}
+	if len(cg.nsIno) == 1 && cg.nsIno[0] != host {
+		t.Errorf("init stage placed in cgroup namespace %d, want the shim's %d: it left it before placement", cg.nsIno[0], host)
+	}
+	if got := inodeOf(t, fmt.Sprintf("/proc/%d/ns/cgroup", p.Pid)); got == host {
+		t.Error("container in the host's cgroup namespace, want its own")
+	}
+}
+
+// newTestCgroup creates the cgroup of container name in a pod cgroup under
+// a parent unique to the test, on the host's hierarchies. Everything in
+// them is killed and they are removed when the test ends.
+func newTestCgroup(t testing.TB, name string) *cgroups.Container {
+	t.Helper()
+	requireRoot(t)
+	parent := fmt.Sprintf("peapod-test-%d", time.Now().UnixNano())
+	m, err := cgroups.New(cgroups.Options{Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		errs := []error{m.GC(nil)}
+		// The parent is in every v1 hierarchy, or at the cgroup2 root.
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+		for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent)) {
+			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			t.Errorf("remove cgroups: %v", err)
+		}
+	})
+	pod, err := m.Pod("test", &corev1.Pod{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pod.Container(name, &corev1.Container{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestCgroupPlacement starts containers in real cgroups, with a user
+// namespace and without (hostUsers). Where the cgroups are v1 (no cgroup2
+// directory to clone into), the init stage is placed once started: the
+// container's first process must be in its cgroup in every hierarchy
+// peapod manages, and see "/" in every hierarchy from inside.
+func TestCgroupPlacement(t *testing.T) {
+	pod := newTestPod(t, "cgroup-pod")
+	for _, hostUsers := range []bool{false, true} {
+		t.Run(fmt.Sprint("hostUsers=", hostUsers), func(t *testing.T) {
+			cg := newTestCgroup(t, "app")
+			spec := pod.spec(t, "sh", "-c", "cat /proc/self/cgroup && exec sleep 100")
+			spec.Cgroup = cg
+			if hostUsers {
+				spec.UserNS = nil
+			}
+			p := startTest(t, spec)
+			assertHostCgroups(t, p.Pid, cg)
+			// Its own view, printed before it executed sleep.
+			waitExec(t, p.Pid, "sleep")
+			out, err := os.ReadFile(spec.Stdout.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) == 0 {
+				t.Fatal("container printed no /proc/self/cgroup")
+			}
+			for line := range strings.Lines(string(out)) {
+				if !strings.HasSuffix(line, ":/\n") {
+					t.Errorf("container's /proc/self/cgroup shows %q, want / in every hierarchy:\n%s", line, out)
+				}
+			}
+		})
+	}
+}
+
+// assertHostCgroups checks that the host sees process pid in cg in every
+// hierarchy peapod manages: each v1 hierarchy mounted under /sys/fs/cgroup
+// and, when cg is cloned into, the cgroup2 one (a hybrid host leaves it).
+func assertHostCgroups(t *testing.T, pid int, cg *cgroups.Container) {
+	t.Helper()
+	for line := range strings.Lines(readProc(t, pid, "cgroup")) {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(f) != 3 {
+			t.Fatalf("/proc/%d/cgroup: bad line %q", pid, line)
+		}
+		if f[1] == "" {
+			if _, ok := cg.CgroupFD(); !ok {
+				continue
+			}
+		} else if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(f[1], "name="), "cgroup.procs")); err != nil {
+			continue // a v1 hierarchy mounted elsewhere, not peapod's
+		}
+		if f[2] != cg.Path() {
+			t.Errorf("process %d in %q cgroup %s, want %s", pid, f[1], f[2], cg.Path())
+		}
+	}
+}
+
+// waitExec waits until process pid has executed cmd (argv[0] or, for a
+// busybox applet, argv[1]).
+func waitExec(t *testing.T, pid int, cmd string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		argv := strings.Split(readProc(t, pid, "cmdline"), "\x00")
+		if slices.Contains(argv[:min(2, len(argv))], cmd) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d runs %q 5 s after start, want %s", pid, argv, cmd)
+		}
+	}
+}
+
+// TestCgroupPlacementFailure removes the container's cgroup before the
+// start: placing the init stage fails, and nothing may be left running.
+func TestCgroupPlacementFailure(t *testing.T) {
+	pod := newTestPod(t, "cgroup-fail-pod")
+	cg := newTestCgroup(t, "gone")
+	// On v2 this also drops the CgroupFD, so the move is tried there too.
+	if err := cg.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	spec := pod.spec(t, "sleep", "100")
+	spec.Cgroup = cg
+	p, err := Start(context.Background(), spec)
+	if err == nil {
+		p.Signal(os.Kill)
+		p.Wait()
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Start into a removed cgroup: %v, want ErrNotExist", err)
+	}
+	assertNoChildren(t)
 }
 
 // TestHostNetworkPod runs a container of a hostNetwork pod: it shares the

@@ -20,8 +20,10 @@ const initSockFD = 3
 // container's new namespaces. It never returns: it execs the container's
 // command, or reports why it could not to the parent and exits.
 func RunInit() {
-	// Capabilities and the bounding set are per thread: everything from
-	// here to exec must happen on the thread that execs.
+	// Capabilities, the bounding set and namespaces are per thread:
+	// everything from here to exec must happen on the thread that execs.
+	// Only that thread's namespaces survive execve (the kernel ends the
+	// others), so the cgroup namespace unshared below is the container's.
 	runtime.LockOSThread()
 	sock := os.NewFile(initSockFD, "init-sock")
 	err := runInit(sock)
@@ -39,6 +41,16 @@ func runInit(sock *os.File) error {
 	cfg, mounts, err := receiveConfig(sock)
 	if err != nil {
 		return err
+	}
+	// The parent sends the config only once it has moved us into our
+	// cgroups: from now on a new cgroup namespace is rooted there, and the
+	// container sees "/" as its cgroup, not the way up from the shim's.
+	// CAP_SYS_ADMIN in our user namespace (or the host's, for hostUsers
+	// pods) allows it.
+	if cfg.UnshareCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("create cgroup namespace: %w", err)
+		}
 	}
 	if err := setUpRootfs(cfg, mounts); err != nil {
 		return err

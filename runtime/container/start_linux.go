@@ -117,9 +117,13 @@ func start(ctx context.Context, spec *Spec) (*Process, error) {
 	return &Process{Pid: cmd.Process.Pid, cmd: cmd}, nil
 }
 
-// finishInit hands the init stage (host PID pid) its rootfs, mounts and
-// config, and waits until it has executed the container's command.
+// finishInit places the init stage (host PID pid) in its cgroups, hands it
+// its rootfs, mounts and config, and waits until it has executed the
+// container's command.
 func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixConn, pid int) error {
+	if err := placeInitStage(spec, pid); err != nil {
+		return err
+	}
 	userns, err := userNamespace(spec, pid)
 	if err != nil {
 		return err
@@ -139,11 +143,56 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
 		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
 		NoNewPrivileges: spec.NoNewPrivileges, Mounts: prep.plan,
+		UnshareCgroupNS: placesAfterStart(spec),
 	}
 	if err := sendConfig(conn, &cfg, append([]int{int(rootfs.Fd())}, prep.mounts.fds()...)); err != nil {
 		return err
 	}
 	return awaitExec(ctx, conn)
+}
+
+// placesAfterStart reports whether the init stage joins its cgroups once
+// started (placeInitStage) rather than at clone time: when the container
+// has cgroups but no cgroup2 directory to clone into, because cgroup v1
+// holds its limits and CLONE_INTO_CGROUP cannot reach v1 hierarchies.
+func placesAfterStart(spec *Spec) bool {
+	if spec.Cgroup == nil {
+		return false
+	}
+	_, ok := spec.Cgroup.CgroupFD()
+	return !ok
+}
+
+// placeInitStage moves the init stage (host PID pid) into the container's
+// cgroups when placesAfterStart. The move mostly waits for an RCU grace
+// period (the kernel's lock for cgroup migrations switching to its slow
+// path, about 10 ms here), while the init stage, just executed, starts the
+// Go runtime for about as long: the wait overlaps that start-up instead of
+// delaying the fork.
+//
+// The order is safe:
+//   - Nothing of the container runs before the move: the init stage has
+//     no children and blocks reading its config, which is sent only after
+//     this returns. Every process of the container descends from it, born
+//     in its cgroups. pid is our unreaped child, so it names no other
+//     process.
+//   - The init stage creates its cgroup namespace only once it has its
+//     config, so after the move: the namespace is rooted at the
+//     container's cgroups and /proc/self/cgroup inside shows "/", no host
+//     path. Created before the move, it would show the way up from the
+//     shim's cgroups ("/../../peapod/...").
+//   - Memory the init stage touched before the move, Go's start-up, stays
+//     charged to the shim's cgroup: v1 does not move charges with a task.
+//     That is a few MiB, freed at exec; all the container's own memory is
+//     charged to its cgroup. So is the CPU time from the move on.
+//
+// On failure the caller kills the init stage, which may sit in some of the
+// cgroups only.
+func placeInitStage(spec *Spec, pid int) error {
+	if !placesAfterStart(spec) {
+		return nil
+	}
+	return spec.Cgroup.PlaceProcess(pid)
 }
 
 // userNamespace opens the user namespace of the init stage (host PID pid),
@@ -211,7 +260,7 @@ func initCommand(spec *Spec, exe, sock *os.File) *exec.Cmd {
 		ExtraFiles: []*os.File{sock},
 	}
 	attr := &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWCGROUP,
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
 		Setsid:     true,
 		// The shim is the container's supervisor: if it dies, so does the
 		// container, rather than running unsupervised.
@@ -233,12 +282,21 @@ func initCommand(spec *Spec, exe, sock *os.File) *exec.Cmd {
 			attr.UseCgroupFD, attr.CgroupFD = true, fd
 		}
 	}
+	// A cgroup namespace is rooted at the cgroups of the task creating it.
+	// An init stage moved once started creates its own when it is in place
+	// (placeInitStage); any other gets it at clone time, rooted at the
+	// cgroup CgroupFD names or, without cgroups, at the shim's.
+	if !placesAfterStart(spec) {
+		attr.Cloneflags |= syscall.CLONE_NEWCGROUP
+	}
 	cmd.SysProcAttr = attr
 	return cmd
 }
 
 // startInNamespaces starts cmd from a locked thread that has joined the
-// pod's namespaces and cgroups, so the child is born in them.
+// pod's network, IPC and UTS namespaces, so the child is born in them. The
+// thread's cgroups are left alone: the child joins its own at clone time
+// (CgroupFD) or once started (placeInitStage).
 //
 // The pod's network, IPC and UTS namespaces belong to the host user
 // namespace, so they must be joined before the child's new user namespace
@@ -267,23 +325,16 @@ func startOnThread(cmd *exec.Cmd, spec *Spec) (restored bool, err error) {
 	if err != nil {
 		return joined.restore() == nil, err
 	}
-	leaveCgroup := func() error { return nil }
-	if spec.Cgroup != nil {
-		if leaveCgroup, err = spec.Cgroup.PlaceThread(); err != nil {
-			return joined.restore() == nil, err
-		}
-	}
 	err = cmd.Start()
 	if err != nil {
 		err = fmt.Errorf("start init stage: %w", err)
 	}
-	cerr, nerr := leaveCgroup(), joined.restore()
-	if cerr != nil || nerr != nil {
+	if rerr := joined.restore(); rerr != nil {
 		if err == nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
-		return false, errors.Join(err, cerr, nerr)
+		return false, errors.Join(err, rerr)
 	}
 	return true, err
 }
