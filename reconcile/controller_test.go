@@ -351,6 +351,31 @@ func TestPanicInWorkerIsRecovered(t *testing.T) {
 	h.waitState("web-1: web/0 Running")
 }
 
+func TestContainersOfAPodStartConcurrently(t *testing.T) {
+	h := newHarness(t)
+	h.rt.rendezvous = newRendezvous(3)
+	h.start()
+	h.c.Update(snapshot(testPod("web", "web-1", withContainers("a", "b", "c"))))
+	h.waitState("web-1: a/0 Running b/0 Running c/0 Running")
+	if p := h.waitPhase("default/web", corev1.PodRunning); p.Status.Phase != corev1.PodRunning {
+		t.Errorf("phase = %s", p.Status.Phase)
+	}
+}
+
+func TestPanicInOneOfConcurrentStartsIsRecovered(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.rt.fail("start web-1/b/0", errPanic)
+	h.c.Update(snapshot(testPod("web", "web-1", withContainers("a", "b"))))
+	h.eventually("InternalError", func() bool {
+		p, _ := h.pod("default/web")
+		return p.Status.Reason == "InternalError"
+	})
+	h.rt.fail("start web-1/b/0", nil)
+	h.clock.Step(10 * time.Second)
+	h.waitState("web-1: a/0 Running b/0 Running")
+}
+
 func TestHealthy(t *testing.T) {
 	h := newHarness(t)
 	h.start()

@@ -45,6 +45,35 @@ type fakeRuntime struct {
 	listErr error
 	errs    map[string]error // by call and UID (or UID/container), e.g. "create uid"
 	blocked map[types.UID]chan struct{}
+	// rendezvous, when set, makes each StartContainer wait until it has
+	// been entered that many times at once.
+	rendezvous *rendezvous
+}
+
+// rendezvous lets n concurrent callers through together, and fails callers
+// that wait longer than a second: calls that never overlap.
+type rendezvous struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func newRendezvous(n int) *rendezvous { return &rendezvous{n: n, all: make(chan struct{})} }
+
+func (r *rendezvous) wait() error {
+	r.mu.Lock()
+	r.arrived++
+	if r.arrived == r.n {
+		close(r.all)
+	}
+	r.mu.Unlock()
+	select {
+	case <-r.all:
+		return nil
+	case <-time.After(time.Second):
+		return errors.New("the other starts never came while this one ran")
+	}
 }
 
 func newFakeRuntime(clk *testclock.FakeClock, log *transcript) *fakeRuntime {
@@ -90,6 +119,14 @@ func (r *fakeRuntime) StartContainer(ctx context.Context, req StartRequest) erro
 	call := fmt.Sprintf("start %s/%s/%d", req.UID, req.Container, req.Attempt)
 	if err := r.enter(ctx, req.UID, call); err != nil {
 		return err
+	}
+	r.mu.Lock()
+	rv := r.rendezvous
+	r.mu.Unlock()
+	if rv != nil {
+		if err := rv.wait(); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

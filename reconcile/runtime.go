@@ -10,8 +10,9 @@ import (
 )
 
 // Runtime runs pod sandboxes and their containers. The controller never
-// calls two methods for the same pod UID at once; calls for different pods
-// run concurrently. Every method is idempotent: a retry after a partial
+// calls two methods for the same pod UID at once, except StartContainer for
+// different containers of a pod, which it calls concurrently; calls for
+// different pods run concurrently. Every method is idempotent: a retry after a partial
 // failure finishes the job or reports the same error.
 type Runtime interface {
 	// ListPods reports every pod the runtime knows, including pods created

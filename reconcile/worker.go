@@ -285,42 +285,94 @@ func (w *worker) ensureNetwork(ctx context.Context, v *podView) error {
 }
 
 // startContainers starts every container that policy and back-off allow,
-// and returns when the earliest one backing off may start.
+// and returns when the earliest one backing off may start. The starts run
+// concurrently (Runtime allows it for different containers of a pod): a
+// pod is ready when its slowest container is, not when the sum of them
+// is. Decisions and their bookkeeping stay on the worker goroutine.
 func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	var retryAt time.Time
+	var starts []*pendingStart
 	for _, c := range v.pod.Spec.Containers {
 		cv := v.container(c.Name)
 		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
 		if d.start {
-			d.retryAt = w.start(ctx, v, c, cv, d)
+			starts = append(starts, w.prepareStart(v, c, cv, d))
 		}
 		retryAt = earliest(retryAt, d.retryAt)
+	}
+	w.runStarts(ctx, starts)
+	for _, s := range starts {
+		retryAt = earliest(retryAt, w.finishStart(ctx, v, s))
 	}
 	return retryAt
 }
 
-// start starts one container attempt and returns when to retry if the
-// start failed.
-func (w *worker) start(ctx context.Context, v *podView, c corev1.Container, cv *containerView, d decision) time.Time {
+// pendingStart is one container attempt being started.
+type pendingStart struct {
+	c   corev1.Container
+	cv  *containerView
+	d   decision
+	key string
+	at  time.Time
+	req StartRequest
+	err error
+}
+
+// prepareStart advances the container's back-off for a retry and builds its
+// start request.
+func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView, d decision) *pendingStart {
 	now := w.c.clock.Now()
 	key := backoffKey(v.pod.UID, c.Name)
 	if !d.failedAt.IsZero() {
 		w.backoff.next(key, d.failedAt, now)
 	}
-	req := StartRequest{UID: v.pod.UID, Container: c.Name, Attempt: d.attempt, PodIPs: v.ips}
-	if err := w.c.rt.StartContainer(ctx, req); err != nil {
+	return &pendingStart{
+		c: c, cv: cv, d: d, key: key, at: now,
+		req: StartRequest{UID: v.pod.UID, Container: c.Name, Attempt: d.attempt, PodIPs: v.ips},
+	}
+}
+
+// runStarts calls StartContainer for every start, concurrently, and
+// returns when all have returned. A panic in one is raised again here, on
+// the worker goroutine, once the others are done, so that syncSafely
+// handles it as any other.
+func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
+	if len(starts) == 1 {
+		starts[0].err = w.c.rt.StartContainer(ctx, starts[0].req)
+		return
+	}
+	panics := make([]any, len(starts))
+	var wg sync.WaitGroup
+	for i, s := range starts {
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }()
+			s.err = w.c.rt.StartContainer(ctx, s.req)
+		})
+	}
+	wg.Wait()
+	for _, p := range panics {
+		if p != nil {
+			panic(p)
+		}
+	}
+}
+
+// finishStart records the outcome of one start and returns when to retry
+// if it failed.
+func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) time.Time {
+	if s.err != nil {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
-		return w.startFailed(c.Name, cv, key, d, err, now)
+		return w.startFailed(s.c.Name, s.cv, s.key, s.d, s.err, s.at)
 	}
-	cv.failure = nil
-	cv.record(ContainerState{Name: c.Name, Attempt: d.attempt, Image: c.Image, Phase: ContainerRunning, StartedAt: now}, false)
+	s.cv.failure = nil
+	s.cv.record(ContainerState{Name: s.c.Name, Attempt: s.d.attempt, Image: s.c.Image, Phase: ContainerRunning, StartedAt: s.at}, false)
 	v.touched = w.c.listSeq.Load()
-	if d.attempt > 0 {
-		w.c.metrics.restarted(v.pod, c.Name)
+	if s.d.attempt > 0 {
+		w.c.metrics.restarted(v.pod, s.c.Name)
 	}
-	w.log.Info("started container", "container", c.Name, "attempt", d.attempt)
+	w.log.Info("started container", "container", s.c.Name, "attempt", s.d.attempt)
 	w.c.requestRelist(w.key)
 	return time.Time{}
 }

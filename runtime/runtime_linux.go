@@ -77,6 +77,8 @@ type Runtime struct {
 	cancel   context.CancelFunc
 	watchers sync.WaitGroup
 
+	podLocks podLocks
+
 	mu sync.Mutex
 	// watching holds the watcher of each pod whose shim is followed.
 	watching map[types.UID]*watcher

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,15 +31,12 @@ func (r *Runtime) StartContainer(ctx context.Context, req reconcile.StartRequest
 	if c == nil {
 		return fmt.Errorf("start container: pod %s/%s has no container %q", pod.Namespace, pod.Name, req.Container)
 	}
-	if err := r.recordIPs(dir, pod, req.PodIPs); err != nil {
-		return err
-	}
-	spec, err := r.containerSpec(ctx, pod, c, req)
+	spec, err := r.prepareStart(ctx, dir, pod, c, req)
 	if err != nil {
 		return err
 	}
 	r.pruneAttempts(pod, c.Name, req.Attempt)
-	body, err := json.Marshal(r.shimSpec(c.Name, spec))
+	body, err := json.Marshal(r.shimSpec(pod, c, spec))
 	if err != nil {
 		return fmt.Errorf("encode container spec: %w", err)
 	}
@@ -72,11 +70,28 @@ func findContainer(pod *corev1.Pod, name string) *corev1.Container {
 	return nil
 }
 
-// recordIPs keeps the pod IPs for ListPods and writes them to /etc/hosts.
+// prepareStart records the pod IPs and builds the container's spec, which
+// prepares its volumes. Both touch files the pod's containers share, so
+// starts of one pod's containers, which run concurrently, take turns here;
+// the slow part, the start in the shim, runs in parallel.
+func (r *Runtime) prepareStart(ctx context.Context, dir string, pod *corev1.Pod, c *corev1.Container, req reconcile.StartRequest) (*container.Spec, error) {
+	defer r.podLocks.lock(pod.UID)()
+	if err := r.recordIPs(dir, pod, req.PodIPs); err != nil {
+		return nil, err
+	}
+	return r.containerSpec(ctx, pod, c, req)
+}
+
+// recordIPs keeps the pod IPs for ListPods and writes them to /etc/hosts,
+// unless they are recorded already: /etc/hosts is rewritten in place, and
+// the pod's running containers may be reading it.
 func (r *Runtime) recordIPs(dir string, pod *corev1.Pod, ips []string) error {
 	b, err := json.Marshal(ips)
 	if err != nil {
 		return fmt.Errorf("encode pod IPs: %w", err)
+	}
+	if old, err := os.ReadFile(filepath.Join(dir, ipsFile)); err == nil && bytes.Equal(old, b) {
+		return nil
 	}
 	if err := shim.WriteFileAtomic(filepath.Join(dir, ipsFile), b, 0o600); err != nil {
 		return err
@@ -115,10 +130,10 @@ func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 }
 
 // shimSpec wraps a spec for the shim's launcher.
-func (r *Runtime) shimSpec(name string, spec *container.Spec) *shim.ContainerSpec {
-	cs := &shim.ContainerSpec{Name: name, Container: *spec}
+func (r *Runtime) shimSpec(pod *corev1.Pod, c *corev1.Container, spec *container.Spec) *shim.ContainerSpec {
+	cs := &shim.ContainerSpec{Name: c.Name, Container: *spec}
 	if o := r.opts.Cgroups; o != nil {
-		cs.Cgroups = &shim.CgroupConfig{Root: o.Root, Parent: o.Parent, PodPidsLimit: o.PodPidsLimit}
+		cs.Cgroups = &shim.CgroupConfig{Root: o.Root, Parent: o.Parent, PodUID: pod.UID, Resources: c.Resources}
 	}
 	return cs
 }

@@ -2,14 +2,20 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/peapod/peapod/reconcile"
 )
 
 func TestRootVolumesAndOOM(t *testing.T) {
@@ -83,5 +89,54 @@ func TestRootVolumesAndOOM(t *testing.T) {
 	assertGone(t, env, pod.UID, 0)
 	if _, err := os.Stat(filepath.Join(hostDir, "hello")); err != nil {
 		t.Errorf("RemovePod touched the hostPath volume: %v", err)
+	}
+}
+
+// The controller starts a pod's containers concurrently: they share the
+// pod's /etc/hosts and volumes, which must be prepared once, not raced.
+func TestRootConcurrentStartsSharePodFiles(t *testing.T) {
+	env := newTestEnv(t)
+	r := env.runtime(t)
+	ctx := context.Background()
+	var ctrs []corev1.Container
+	for i := range 4 {
+		name := fmt.Sprintf("c%d", i)
+		c := shellContainer(name, "echo x > /mem/"+name+" && sleep 1000")
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "mem", MountPath: "/mem"}}
+		ctrs = append(ctrs, c)
+	}
+	pod := newPod("conc", ctrs...)
+	pod.Spec.Volumes = []corev1.Volume{{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+	if _, err := r.CreateSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, len(ctrs))
+	var wg sync.WaitGroup
+	for i, c := range ctrs {
+		wg.Go(func() {
+			errs[i] = r.StartContainer(ctx, reconcile.StartRequest{UID: pod.UID, Container: c.Name, PodIPs: []string{"10.99.0.7"}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start %s: %v", ctrs[i].Name, err)
+		}
+	}
+	dir := filepath.Join(r.podRoot(pod.UID), "volumes", "mem")
+	waitFor(t, r, pod.UID, "every container to write its file", func(*reconcile.PodState) bool {
+		ents, _ := os.ReadDir(dir)
+		return len(ents) == len(ctrs)
+	})
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 1 {
+		t.Errorf("%d mounts on the Memory emptyDir, want 1", len(mounts))
+	}
+	hosts, err := os.ReadFile(filepath.Join(r.podDir(pod.UID), "etc", "hosts"))
+	if err != nil || !strings.Contains(string(hosts), "10.99.0.7") {
+		t.Errorf("/etc/hosts = %q (%v), want the pod IP in it", hosts, err)
 	}
 }

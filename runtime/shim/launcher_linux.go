@@ -6,17 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/peapod/peapod/runtime/cgroups"
 	"github.com/peapod/peapod/runtime/container"
 )
 
 // PodFile is the pod object (a corev1.Pod as JSON) in the pod's state
-// directory. The runtime writes it before it starts the shim; the shim
-// reads the containers' resources from it.
+// directory, written by the runtime before it starts the shim. The shim
+// itself never decodes it: what it needs of the pod comes with each start.
 const PodFile = "pod.json"
 
 // ContainerSpec is the StartRequest.Spec that the shim started by Main
@@ -28,16 +28,19 @@ type ContainerSpec struct {
 	// Stderr and Cgroup; they must be nil here.
 	Container container.Spec `json:"container"`
 	// Cgroups, when set, places the container in its cgroup under
-	// <Parent>/pod<uid>/<name>, with the limits of the container in
-	// PodFile; nil leaves it in the shim's cgroups.
+	// <Parent>/pod<PodUID>/<Name>, which the runtime created with the pod's
+	// limits; nil leaves it in the shim's cgroups.
 	Cgroups *CgroupConfig `json:"cgroups,omitempty"`
 }
 
-// CgroupConfig is the part of cgroups.Options the shim needs.
+// CgroupConfig is what the shim needs to make a container's cgroup.
 type CgroupConfig struct {
-	Root         string `json:"root,omitempty"`
-	Parent       string `json:"parent,omitempty"`
-	PodPidsLimit int64  `json:"podPidsLimit,omitempty"`
+	Root   string    `json:"root,omitempty"`
+	Parent string    `json:"parent,omitempty"`
+	PodUID types.UID `json:"podUID"`
+	// Resources are the container's; the pod's are on the pod cgroup
+	// already.
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // containerLauncher starts containers with the container package.
@@ -81,30 +84,18 @@ func (l containerLauncher) Launch(ctx context.Context, raw json.RawMessage, stdo
 	return launched, nil
 }
 
-// cgroup creates (or reopens) the container's cgroup with its limits.
+// cgroup creates (or reopens) the container's cgroup with its limits, in
+// the pod cgroup the runtime made.
 func (l containerLauncher) cgroup(name string, cfg *CgroupConfig) (*cgroups.Container, error) {
-	pod, err := readPod(l.dir)
+	m, err := cgroups.New(cgroups.Options{Root: cfg.Root, Parent: cfg.Parent, Log: l.log})
 	if err != nil {
 		return nil, err
 	}
-	var c *corev1.Container
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			c = &pod.Spec.Containers[i]
-		}
+	pod := m.Lookup(cfg.PodUID)
+	if pod == nil {
+		return nil, fmt.Errorf("pod UID %q is not usable as a cgroup name", cfg.PodUID)
 	}
-	if c == nil {
-		return nil, fmt.Errorf("container %q is not in %s", name, PodFile)
-	}
-	m, err := cgroups.New(cgroups.Options{Root: cfg.Root, Parent: cfg.Parent, PodPidsLimit: cfg.PodPidsLimit, Log: l.log})
-	if err != nil {
-		return nil, err
-	}
-	p, err := m.Pod(pod.UID, pod)
-	if err != nil {
-		return nil, err
-	}
-	return p.Container(name, c)
+	return pod.Container(name, &corev1.Container{Resources: cfg.Resources})
 }
 
 // oomCheck returns a function that reports whether the cgroup's OOM kill
@@ -122,16 +113,4 @@ func oomCheck(cg *cgroups.Container) (func() (bool, error), error) {
 		after, err := cg.OOMKills()
 		return after > before, err
 	}, nil
-}
-
-func readPod(dir string) (*corev1.Pod, error) {
-	b, err := os.ReadFile(filepath.Join(dir, PodFile))
-	if err != nil {
-		return nil, fmt.Errorf("read pod: %w", err)
-	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(b, &pod); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", PodFile, err)
-	}
-	return &pod, nil
 }
