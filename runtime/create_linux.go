@@ -58,7 +58,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *corev1.Pod) (*reconcil
 		return nil, err
 	}
 	undo.add(func() error { return killShim(dir) })
-	if err := shim.Launch(ctx, r.opts.Exe, dir); err != nil {
+	if err := r.startShim(ctx, dir); err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	undo.release()

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -120,23 +119,13 @@ func killShim(dir string) error {
 		return fmt.Errorf("open shim process: %w", err)
 	}
 	defer unix.Close(fd)
-	if !isShimFor(pid, dir) {
+	if !shim.Serves(pid, dir) {
 		return nil
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill shim %d: %w", pid, err)
 	}
 	return waitExited(fd, 5*time.Second)
-}
-
-// isShimFor reports whether pid runs the shim serving dir.
-func isShimFor(pid int, dir string) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		return false
-	}
-	args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-	return len(args) == 4 && args[1] == shim.Command && args[3] == dir
 }
 
 // waitExited polls the pidfd until the process has exited.

@@ -61,21 +61,28 @@ type Options struct {
 	// Exe is the peapod binary re-executed as the shim; "" means
 	// /proc/self/exe.
 	Exe string
+	// NoSpareShim turns the spare shim off. By default the Runtime keeps
+	// one shim started ahead of the next CreateSandbox, which binds it to
+	// its pod instead of starting a shim, and then starts the next spare.
+	NoSpareShim bool
 }
 
 // Runtime implements reconcile.Runtime. Its methods are safe for concurrent
-// use, for different pods at once. Close stops its goroutines; the pods
-// and their shims keep running.
+// use, for different pods at once. Close stops its goroutines and its
+// spare shim; the pods and their shims keep running.
 type Runtime struct {
 	opts    Options
 	log     *slog.Logger
 	ids     *userns.Allocator
 	cgroups *cgroups.Manager
 	events  chan types.UID
-	// ctx ends the watchers at Close.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	watchers sync.WaitGroup
+	// spares, unless nil, keeps a spare shim ready.
+	spares *sparePool
+	// ctx ends the watchers and the spare pool at Close; goroutines
+	// counts them.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	goroutines sync.WaitGroup
 
 	podLocks podLocks
 
@@ -138,14 +145,18 @@ func New(opts Options) (*Runtime, error) {
 		r.log.Warn("collect leftovers of earlier runs", "err", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if !opts.NoSpareShim {
+		r.spares = newSparePool(opts.Exe, r.podsDir(), r.log)
+		r.goroutines.Go(func() { r.spares.run(r.ctx) })
+	}
 	return r, nil
 }
 
-// Close stops watching the shims and waits for the watchers to end. The
-// pods keep running; a new Runtime adopts them.
+// Close stops watching the shims, drops the spare shim and waits for its
+// goroutines to end. The pods keep running; a new Runtime adopts them.
 func (r *Runtime) Close() error {
 	r.cancel()
-	r.watchers.Wait()
+	r.goroutines.Wait()
 	return nil
 }
 
@@ -179,7 +190,7 @@ func (r *Runtime) watch(uid types.UID) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	w := &watcher{cancel: cancel}
 	r.watching[uid] = w
-	r.watchers.Go(func() {
+	r.goroutines.Go(func() {
 		defer cancel()
 		c := shim.NewClient(r.podDir(uid))
 		defer c.Close()

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -32,20 +30,10 @@ func Launch(ctx context.Context, exe, dir string) error {
 		return fmt.Errorf("create shim ready pipe: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.Command(exe, Command, stageStart, dir)
-	cmd.Dir = "/"
-	cmd.ExtraFiles = []*os.File{w}
-	// A session of its own from the first stage on, so a signal to the
-	// agent's process group (e.g. ^C in a terminal) never reaches it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	// Only the shim may hold the write end, or the read below would never
-	// see EOF when the shim dies before reporting.
-	w.Close()
+	waitErr, err := runStartStage(exe, w, dir)
 	if err != nil {
-		return fmt.Errorf("start shim: %w", err)
+		return err
 	}
-	waitErr := cmd.Wait()
 	msg, err := readReady(ctx, r)
 	if err != nil {
 		return err

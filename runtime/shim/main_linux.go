@@ -2,7 +2,8 @@
 // `peapod internal-shim`, detached from the agent, parent and subreaper of
 // the pod's containers, owner of their output and of their exit records.
 // The agent talks to it over a unix socket in the pod's state directory
-// with Client, and starts it with Launch.
+// with Client, and starts it with Launch, or binds a spare shim started
+// ahead of the pod with StartSpare.
 package shim
 
 import (
@@ -27,13 +28,20 @@ const Command = "internal-shim"
 // in a new session and exits at once, so the shim is re-parented away from
 // the agent: the agent has no child to reap and no goroutine tied to the
 // shim's life, and killing the agent (even with SIGKILL) leaves it alone.
+//
+// With spareFlag and the directory that holds the pod directories in place
+// of a pod directory, the two stages start a spare shim: one started ahead
+// of its pod, which waits on readyFD for the agent to bind it to a pod
+// directory (see StartSpare).
 const (
 	stageStart = "start"
 	stageServe = "serve"
+	spareFlag  = "--spare"
 )
 
 // readyFD is the descriptor on which the shim reports "ok" once its socket
-// listens, or why it could not start.
+// listens, or why it could not start. A spare shim first reports "spare
+// PID" on it and then reads the pod directory from it.
 const readyFD = 3
 
 // Memory settings: a shim per pod must stay small, but its live heap after
@@ -46,9 +54,9 @@ const (
 	memoryLimit = 64 << 20
 )
 
-// Main runs the shim command with os.Args[2:] ("start|serve POD-DIR") and
-// exits. cmd/peapod calls it before anything else when os.Args[1] is
-// Command.
+// Main runs the shim command with os.Args[2:] ("start|serve POD-DIR", or
+// "start|serve --spare PODS-DIR") and exits. cmd/peapod calls it before
+// anything else when os.Args[1] is Command.
 func Main() {
 	newLauncher := func(dir string, log *slog.Logger) Launcher { return containerLauncher{dir: dir, log: log} }
 	if err := run(os.Args[2:], newLauncher); err != nil {
@@ -62,18 +70,19 @@ func Main() {
 type launcherFunc func(dir string, log *slog.Logger) Launcher
 
 func run(args []string, newLauncher launcherFunc) error {
-	if len(args) != 2 {
-		return fmt.Errorf("usage: %s start|serve POD-DIR", Command)
-	}
 	ready := os.NewFile(readyFD, "ready")
 	var err error
-	switch args[0] {
-	case stageStart:
+	switch {
+	case len(args) == 2 && args[0] == stageStart:
 		err = startDetached(args[1], ready)
-	case stageServe:
+	case len(args) == 2 && args[0] == stageServe:
 		err = serve(args[1], ready, newLauncher)
+	case len(args) == 3 && args[0] == stageStart && args[1] == spareFlag:
+		err = startSpare(args[2], ready)
+	case len(args) == 3 && args[0] == stageServe && args[1] == spareFlag:
+		err = serveSpare(args[2], ready, newLauncher)
 	default:
-		err = fmt.Errorf("unknown shim stage %q", args[0])
+		err = fmt.Errorf("usage: %s start|serve POD-DIR, or %s start|serve %s PODS-DIR", Command, Command, spareFlag)
 	}
 	if err != nil && ready != nil {
 		// Tell the agent why; it gives up on EOF without "ok" anyway.
@@ -82,20 +91,35 @@ func run(args []string, newLauncher launcherFunc) error {
 	return err
 }
 
-// startDetached runs the serve stage in a new session with its output in
-// the pod's shim log and the ready pipe as its only other descriptor.
+// startDetached runs the serve stage for the pod directory dir, with its
+// output in the pod's shim log.
 func startDetached(dir string, ready *os.File) error {
-	logf, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	logf, err := openLog(dir)
 	if err != nil {
-		return fmt.Errorf("open shim log: %w", err)
+		return err
 	}
 	defer logf.Close()
+	return detach(ready, logf, stageServe, dir)
+}
+
+// startSpare runs the serve stage of a spare shim for pod directories in
+// podsDir. Its output goes to /dev/null until it is bound to a pod.
+func startSpare(podsDir string, ready *os.File) error {
+	return detach(ready, nil, stageServe, spareFlag, podsDir)
+}
+
+// detach runs the shim command with args in a new session, with out (nil
+// for /dev/null) as its stdout and stderr and the ready descriptor as its
+// only other one, and returns without waiting for it.
+func detach(ready, out *os.File, args ...string) error {
 	// /proc/self/exe, not os.Executable: we may run from the agent's
 	// sealed memfd copy, whose name ("/memfd:...") is no path to exec.
-	cmd := exec.Command("/proc/self/exe", Command, stageServe, dir)
+	cmd := exec.Command("/proc/self/exe", append([]string{Command}, args...)...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = logf, logf
+	if out != nil {
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	cmd.ExtraFiles = []*os.File{ready}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -106,8 +130,24 @@ func startDetached(dir string, ready *os.File) error {
 	return cmd.Process.Release()
 }
 
+func openLog(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open shim log: %w", err)
+	}
+	return f, nil
+}
+
 // serve is the shim proper.
 func serve(dir string, ready *os.File, newLauncher launcherFunc) error {
+	if err := prepare(); err != nil {
+		return err
+	}
+	return serveDir(dir, ready, newLauncher)
+}
+
+// prepare sets up what every shim needs, whichever its pod.
+func prepare() error {
 	debug.SetGCPercent(gcPercent)
 	debug.SetMemoryLimit(memoryLimit)
 	// Orphans from the pod's pid namespaces are re-parented to the shim
@@ -115,6 +155,12 @@ func serve(dir string, ready *os.File, newLauncher launcherFunc) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
+	return nil
+}
+
+// serveDir binds the shim socket of the pod directory dir, reports "ok"
+// on ready and serves the pod until it is shut down.
+func serveDir(dir string, ready *os.File, newLauncher launcherFunc) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pod_dir", dir)
 	ln, err := listen(dir)
 	if err != nil {
