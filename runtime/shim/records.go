@@ -29,7 +29,7 @@ type State struct {
 	StartedAt time.Time `json:"startedAt"`
 }
 
-// Exit is the record of a finished container attempt, written durably
+// Exit is the record of a finished container attempt, written atomically
 // before the exit is reported to anyone.
 type Exit struct {
 	Name    string `json:"name"`
@@ -96,9 +96,8 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// writeJSON replaces path with v's encoding durably: a reader sees the old
-// content or the new, never a torn file, and once writeJSON returns the new
-// content survives a crash of the machine (when path is on disk).
+// writeJSON replaces path with v's encoding atomically: a reader sees the
+// old content or the new, never a torn file.
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -107,43 +106,31 @@ func writeJSON(path string, v any) error {
 	return WriteFileAtomic(path, b, 0o600)
 }
 
-// WriteFileAtomic writes data to a temp file beside path, syncs it, renames
-// it over path and syncs the directory, in that order: the rename is
-// durable only once the directory is synced, and it must not become
-// visible before the data it points at is on disk.
+// WriteFileAtomic writes data to a temp file beside path and renames it
+// over path, so that a reader, or a process that crashed mid-write and
+// restarted, sees the old content or the new, never a torn file.
+//
+// It does not fsync. Everything written this way is runtime state under
+// the state directory (a tmpfs such as /run/peapod) that describes
+// processes, namespaces and mounts which do not survive a reboot: a crash
+// of the agent or a shim keeps the page cache, and after a crash of the
+// machine the state is collected, not trusted. A sync would cost every
+// start several milliseconds on a disk-backed state directory and buy
+// nothing.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	err = errors.Join(f.Chmod(perm), writeAndSync(f, data), f.Close())
+	_, werr := f.Write(data)
+	err = errors.Join(f.Chmod(perm), werr, f.Close())
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func writeAndSync(f *os.File, data []byte) error {
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
