@@ -68,15 +68,20 @@ type server struct {
 	// supervisors counts the goroutines that wait for container exits.
 	supervisors sync.WaitGroup
 
-	// reapMu is held from a container's launch until its PID is in owned,
-	// so the orphan reaper cannot take a container's exit from its Wait.
-	reapMu sync.Mutex
-	owned  map[int]bool
+	// launching is read-held from a container's launch until its PID is
+	// in owned, so the orphan reaper, which write-holds it, cannot take a
+	// container's exit (or a failed init stage's) from its Wait. Launches
+	// of different containers run concurrently.
+	launching sync.RWMutex
 
 	mu         sync.Mutex
+	owned      map[int]bool
 	containers map[string]*attempt
-	subs       map[chan Event]struct{}
-	quitting   bool
+	// starting holds the containers being started; the channel closes when
+	// the start ends.
+	starting map[string]chan struct{}
+	subs     map[chan Event]struct{}
+	quitting bool
 }
 
 // attempt is the latest attempt of one container. state and launched are
@@ -95,7 +100,7 @@ func newServer(dir string, launch Launcher, log *slog.Logger) *server {
 	return &server{
 		dir: dir, launch: launch, log: log, quit: make(chan struct{}),
 		owned: map[int]bool{}, containers: map[string]*attempt{},
-		subs: map[chan Event]struct{}{},
+		starting: map[string]chan struct{}{}, subs: map[chan Event]struct{}{},
 	}
 }
 

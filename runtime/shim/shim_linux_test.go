@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ func (processLauncher) Launch(ctx context.Context, spec json.RawMessage, stdout,
 	if err := json.Unmarshal(spec, &argv); err != nil {
 		return nil, err
 	}
+	if len(argv) == 4 && argv[0] == rendezvousArg {
+		if err := rendezvous(argv[1], argv[2]); err != nil {
+			return nil, err
+		}
+		argv = argv[3:]
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -52,6 +59,29 @@ func (processLauncher) Launch(ctx context.Context, spec json.RawMessage, stdout,
 		return nil, err
 	}
 	return &Launched{PID: p.Pid, Process: p}, nil
+}
+
+// rendezvousArg, first in a spec, makes the launch wait for others:
+// [rendezvousArg, DIR, N, PROGRAM] launches PROGRAM only once N launches
+// have entered DIR at the same time, and fails after 2s.
+const rendezvousArg = "@rendezvous"
+
+func rendezvous(dir, n string) error {
+	want, err := strconv.Atoi(n)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "in-")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if ents, _ := os.ReadDir(dir); len(ents) >= want {
+			return nil
+		}
+	}
+	return fmt.Errorf("the other %d launches never came while this one ran", want-1)
 }
 
 // startShim launches a shim on a fresh pod dir and registers its shutdown.
@@ -343,5 +373,30 @@ func TestShimSIGTERMRecordsExits(t *testing.T) {
 	}
 	if e.ExitCode != 5 {
 		t.Errorf("exit %+v, want code 5", e)
+	}
+}
+
+// A pod's containers start concurrently: the shim launches them in
+// parallel, not one after another.
+func TestShimLaunchesConcurrently(t *testing.T) {
+	dir, c := startShim(t)
+	meet := t.TempDir()
+	const n = 3
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			name := fmt.Sprintf("c%d", i)
+			_, errs[i] = c.Start(context.Background(), &StartRequest{
+				Name: name, Spec: argv(rendezvousArg, meet, strconv.Itoa(n), "/bin/true"),
+				LogPath: filepath.Join(dir, "logs", name, "0.log"),
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("start c%d: %v", i, err)
+		}
 	}
 }

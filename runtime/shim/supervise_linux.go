@@ -19,10 +19,13 @@ var errQuitting = errors.New("shim is shutting down")
 // start launches an attempt, registers it with the reaper, records its
 // state and hands it to a supervisor goroutine.
 func (s *server) start(ctx context.Context, req *StartRequest) (*State, error) {
-	// Holding reapMu across the launch serializes starts, which makes the
-	// "already the latest attempt" check below race-free.
-	s.reapMu.Lock()
-	defer s.reapMu.Unlock()
+	done, err := s.claim(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	s.launching.RLock()
+	defer s.launching.RUnlock()
 	s.mu.Lock()
 	cur, quitting := s.containers[req.Name], s.quitting
 	running := cur != nil && cur.exit == nil
@@ -44,7 +47,9 @@ func (s *server) start(ctx context.Context, req *StartRequest) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
 	s.owned[c.state.PID] = true
+	s.mu.Unlock()
 	// The state record must exist before anyone learns of the attempt, and
 	// the exit record (written by the supervisor) must come after it.
 	if err := writeState(dir, &c.state); err != nil {
@@ -57,6 +62,34 @@ func (s *server) start(ctx context.Context, req *StartRequest) (*State, error) {
 	s.supervisors.Go(func() { s.supervise(c, dir) })
 	st := c.state
 	return &st, err
+}
+
+// claim waits until no other start of the named container runs and marks
+// one running, which makes start's "already the latest attempt" check
+// race-free; starts of different containers do not wait for each other.
+// done ends the claim.
+func (s *server) claim(ctx context.Context, name string) (done func(), err error) {
+	for {
+		s.mu.Lock()
+		busy, ok := s.starting[name]
+		if !ok {
+			ch := make(chan struct{})
+			s.starting[name] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.starting, name)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // launchWithLogs creates the container's output pipes and log writer and
@@ -131,9 +164,9 @@ func (s *server) supervise(c *attempt, dir string) {
 func (s *server) waitExit(c *attempt) *Exit {
 	ps, err := c.launched.Process.Wait()
 	e := &Exit{Name: c.state.Name, Attempt: c.state.Attempt, FinishedAt: time.Now().UTC()}
-	s.reapMu.Lock()
+	s.mu.Lock()
 	delete(s.owned, c.state.PID)
-	s.reapMu.Unlock()
+	s.mu.Unlock()
 	// An orphan's exit may have queued behind this one (see reapOrphans).
 	s.reapOrphans()
 	ws, ok := waitStatus(ps)
@@ -255,8 +288,8 @@ func (s *server) reapLoop(ctx context.Context, sigs <-chan os.Signal) {
 // waitExit calls reapOrphans again. Signals coalesce, so one SIGCHLD may
 // stand for many exits: loop until none is left.
 func (s *server) reapOrphans() {
-	s.reapMu.Lock()
-	defer s.reapMu.Unlock()
+	s.launching.Lock()
+	defer s.launching.Unlock()
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -264,7 +297,7 @@ func (s *server) reapOrphans() {
 			continue
 		}
 		pid := siginfoPID(&info)
-		if err != nil || pid == 0 || s.owned[pid] {
+		if err != nil || pid == 0 || s.isOwned(pid) {
 			return
 		}
 		var ws unix.WaitStatus
@@ -273,6 +306,12 @@ func (s *server) reapOrphans() {
 			return
 		}
 	}
+}
+
+func (s *server) isOwned(pid int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.owned[pid]
 }
 
 // siginfoPID returns si_pid of a SIGCHLD siginfo: the first field of the
