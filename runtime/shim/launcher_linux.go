@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,9 +48,20 @@ type CgroupConfig struct {
 type containerLauncher struct {
 	dir string
 	log *slog.Logger
+
+	mu sync.Mutex
+	// managers holds the cgroup manager of each configuration seen: one
+	// per shim in practice, built on the first start.
+	managers map[cgroupKey]*cgroups.Manager
 }
 
-func (l containerLauncher) Launch(ctx context.Context, raw json.RawMessage, stdout, stderr *os.File) (*Launched, error) {
+type cgroupKey struct{ root, parent string }
+
+func newContainerLauncher(dir string, log *slog.Logger) *containerLauncher {
+	return &containerLauncher{dir: dir, log: log, managers: map[cgroupKey]*cgroups.Manager{}}
+}
+
+func (l *containerLauncher) Launch(ctx context.Context, raw json.RawMessage, stdout, stderr *os.File) (*Launched, error) {
 	var cs ContainerSpec
 	if err := json.Unmarshal(raw, &cs); err != nil {
 		return nil, fmt.Errorf("decode container spec: %w", err)
@@ -86,8 +98,8 @@ func (l containerLauncher) Launch(ctx context.Context, raw json.RawMessage, stdo
 
 // cgroup creates (or reopens) the container's cgroup with its limits, in
 // the pod cgroup the runtime made.
-func (l containerLauncher) cgroup(name string, cfg *CgroupConfig) (*cgroups.Container, error) {
-	m, err := cgroups.New(cgroups.Options{Root: cfg.Root, Parent: cfg.Parent, Log: l.log})
+func (l *containerLauncher) cgroup(name string, cfg *CgroupConfig) (*cgroups.Container, error) {
+	m, err := l.manager(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +108,23 @@ func (l containerLauncher) cgroup(name string, cfg *CgroupConfig) (*cgroups.Cont
 		return nil, fmt.Errorf("pod UID %q is not usable as a cgroup name", cfg.PodUID)
 	}
 	return pod.Container(name, &corev1.Container{Resources: cfg.Resources})
+}
+
+// manager returns the cgroup manager for cfg, building it the first time:
+// it detects the hierarchies from the mount table.
+func (l *containerLauncher) manager(cfg *CgroupConfig) (*cgroups.Manager, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := cgroupKey{cfg.Root, cfg.Parent}
+	if m := l.managers[key]; m != nil {
+		return m, nil
+	}
+	m, err := cgroups.New(cgroups.Options{Root: cfg.Root, Parent: cfg.Parent, Log: l.log})
+	if err != nil {
+		return nil, err
+	}
+	l.managers[key] = m
+	return m, nil
 }
 
 // oomCheck returns a function that reports whether the cgroup's OOM kill

@@ -58,7 +58,7 @@ const (
 // "start|serve --spare PODS-DIR") and exits. cmd/peapod calls it before
 // anything else when os.Args[1] is Command.
 func Main() {
-	newLauncher := func(dir string, log *slog.Logger) Launcher { return containerLauncher{dir: dir, log: log} }
+	newLauncher := func(dir string, log *slog.Logger) Launcher { return newContainerLauncher(dir, log) }
 	if err := run(os.Args[2:], newLauncher); err != nil {
 		fmt.Fprintln(os.Stderr, "peapod shim:", err)
 		os.Exit(1)

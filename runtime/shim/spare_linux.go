@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -230,6 +231,7 @@ func serveSpare(podsDir string, ready *os.File, newLauncher launcherFunc) error 
 	if err := prepare(); err != nil {
 		return err
 	}
+	warmUp()
 	dir, err := awaitPod(ready, podsDir)
 	if errors.Is(err, errDropped) {
 		return nil
@@ -241,6 +243,18 @@ func serveSpare(podsDir string, ready *os.File, newLauncher launcherFunc) error 
 		return err
 	}
 	return serveDir(dir, ready, newLauncher)
+}
+
+// warmUp does, while the spare waits, the work that a shim's first start
+// would otherwise do on the pod's critical path: encoding/json builds and
+// caches its codec for each type the first time it meets it.
+func warmUp() {
+	for _, v := range []any{&StartRequest{}, &ContainerSpec{Cgroups: &CgroupConfig{}}, &State{}, &Exit{}} {
+		b, err := json.Marshal(v)
+		if err == nil {
+			_ = json.Unmarshal(b, v)
+		}
+	}
 }
 
 // errDropped tells that the agent closed its end before binding the spare.
