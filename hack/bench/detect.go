@@ -27,9 +27,12 @@ import (
 // command lines held the command, because their argv[0] is not sh or sleep.
 
 // scanStats accumulates the detector's own cost, reported with the table.
+// ev, when set, is the event source the detector waits on; scans then only
+// confirm that processes are gone, or stand in when events were lost.
 type scanStats struct {
 	n     int
 	total time.Duration
+	ev    *procEvents
 }
 
 // containerScript is the command every benchmark container runs.
@@ -100,6 +103,12 @@ func waitMarkers(ctx context.Context, t0 time.Time, timeout time.Duration, marke
 		want[m] = true
 	}
 	buf := make([]byte, 4096)
+	if st.ev != nil {
+		d, done, err := waitEvents(ctx, t0, timeout, want, present, st, buf)
+		if done || err != nil {
+			return d, err
+		}
+	}
 	// Poll faster for small pods; a scan of /proc costs about a
 	// millisecond per few hundred processes, on the same CPUs.
 	interval := 2 * time.Millisecond
@@ -125,6 +134,41 @@ func waitMarkers(ctx context.Context, t0 time.Time, timeout time.Duration, marke
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(interval):
+		}
+	}
+}
+
+// waitEvents waits on st.ev until every marker runs (present) or none does
+// (!present). A pod is only taken for gone once a scan of /proc agrees. It
+// returns done=false when events were lost or the scan disagreed: the
+// caller polls then.
+func waitEvents(ctx context.Context, t0 time.Time, timeout time.Duration, want map[string]bool, present bool, st *scanStats, buf []byte) (d time.Duration, done bool, err error) {
+	for {
+		found, lost, changed := st.ev.state(want, present)
+		if lost {
+			return 0, false, nil
+		}
+		now := time.Now()
+		switch {
+		case present && len(found) == len(want):
+			return now.Sub(t0), true, nil
+		case !present && len(found) == 0:
+			s0 := time.Now()
+			left, err := scanMarkers(want, false, buf)
+			st.n++
+			st.total += time.Since(s0)
+			if err != nil || len(left) > 0 {
+				return 0, false, err
+			}
+			return now.Sub(t0), true, nil
+		case now.Sub(t0) > timeout:
+			return 0, false, nil // the poll reports what is missing
+		}
+		select {
+		case <-ctx.Done():
+			return 0, true, ctx.Err()
+		case <-changed:
+		case <-time.After(time.Second):
 		}
 	}
 }

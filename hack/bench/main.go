@@ -5,9 +5,10 @@
 //	bench [--quick] [--only peapod,podman,floor] [--out FILE]
 //	bench floor --dir DIR --state DIR --rootfs DIR   (the floor agent; started by bench itself)
 //
-// Every latency is seen from outside by one detector for all systems: a scan
-// of /proc for processes whose command line carries a per-container marker
-// (see detect.go).
+// Every latency is seen from outside by one detector for all systems: the
+// kernel's process events, or scans of /proc where those are missing, for
+// processes whose command line carries a per-container marker (see
+// detect.go and procevents.go).
 package main
 
 import (
@@ -168,6 +169,14 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		return errors.New("no system could be set up")
 	}
 	res := newResults(o, systems, unavailable)
+	if ev, err := listenProcEvents(); err != nil {
+		log.Warn("detector falls back to scanning /proc", "err", err)
+	} else {
+		evCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go ev.run(evCtx)
+		res.scan.ev = ev
+	}
 	b := &bench{log: log, o: o, res: res, systems: systems}
 	// A failed phase still prints and saves what was measured before it.
 	runErr := b.all(ctx)
