@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,10 +38,13 @@ func (r *Runtime) ListPods(ctx context.Context) ([]*reconcile.PodState, error) {
 		return nil, err
 	}
 	var out []*reconcile.PodState
+	seen := make(map[string]bool, len(entries))
+	defer r.pods.prune(seen)
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
+		seen[filepath.Join(r.podsDir(), e.Name())] = true
 		st, err := r.podState(ctx, filepath.Join(r.podsDir(), e.Name()))
 		if errors.Is(err, os.ErrNotExist) {
 			// CreateSandbox has not written pod.json yet.
@@ -60,11 +65,7 @@ func (r *Runtime) ListPods(ctx context.Context) ([]*reconcile.PodState, error) {
 
 // podState reads one pod's state from its directory and its shim.
 func (r *Runtime) podState(ctx context.Context, dir string) (*reconcile.PodState, error) {
-	pod, err := readPod(dir)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := os.Stat(filepath.Join(dir, shim.PodFile))
+	pod, fi, err := r.pods.read(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -225,4 +226,57 @@ func readIPs(dir string) []string {
 		return nil
 	}
 	return ips
+}
+
+// podCache keeps the decoded pod.json of each pod directory. The file is
+// written once, by CreateSandbox, and decoding a corev1.Pod was the largest
+// cost of listing pods, which the controller does every resync. An entry
+// is used only while the file is the one it was decoded from. The pods are
+// shared: callers must not modify them. The zero value is ready to use.
+type podCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedPod
+}
+
+type cachedPod struct {
+	ino, size int64
+	mtime     time.Time
+	pod       *corev1.Pod
+}
+
+// read returns the pod of dir and the FileInfo of its pod.json.
+func (c *podCache) read(dir string) (*corev1.Pod, os.FileInfo, error) {
+	fi, err := os.Stat(filepath.Join(dir, shim.PodFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	ino := int64(fi.Sys().(*syscall.Stat_t).Ino)
+	c.mu.Lock()
+	e, ok := c.entries[dir]
+	c.mu.Unlock()
+	if ok && e.ino == ino && e.size == fi.Size() && e.mtime.Equal(fi.ModTime()) {
+		return e.pod, fi, nil
+	}
+	pod, err := readPod(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]cachedPod{}
+	}
+	c.entries[dir] = cachedPod{ino: ino, size: fi.Size(), mtime: fi.ModTime(), pod: pod}
+	c.mu.Unlock()
+	return pod, fi, nil
+}
+
+// prune drops the entries of directories not in keep.
+func (c *podCache) prune(keep map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for dir := range c.entries {
+		if !keep[dir] {
+			delete(c.entries, dir)
+		}
+	}
 }

@@ -85,6 +85,7 @@ type Runtime struct {
 	goroutines sync.WaitGroup
 
 	podLocks podLocks
+	pods     podCache
 
 	mu sync.Mutex
 	// watching holds the watcher of each pod whose shim is followed.
