@@ -45,7 +45,7 @@ func openFloor(ctx context.Context, log *slog.Logger, o options) (system, error)
 	}
 	f := &floorSystem{
 		dir:    filepath.Join(o.work, "floor", "manifests"),
-		state:  filepath.Join(o.work, "floor", "state"),
+		state:  filepath.Join(o.run, "floor"),
 		prefix: fmt.Sprintf("pbf%d", os.Getpid()%10000),
 		done:   make(chan struct{}),
 	}

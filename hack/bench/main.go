@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // options are the knobs of one benchmark run.
@@ -36,6 +38,7 @@ type options struct {
 	scrape   []int         // pod counts at which /metrics is scraped
 	out      string
 	work     string // temp dir for everything
+	run      string // tmpfs in work for the systems' runtime state (their /run)
 	rootfs   string
 	peapod   string // prebuilt peapod binary, or "" to build
 	repo     string // module root, for building peapod
@@ -162,6 +165,17 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 			}
 		}()
 	}
+	// Runtime state goes on a tmpfs, as /run is on a standard host and as
+	// both peapod (--state) and podman (runroot, tmp_dir) expect by
+	// default; this machine's /run is on disk.
+	o.run = filepath.Join(o.work, "run")
+	if err := os.MkdirAll(o.run, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", o.run, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs for runtime state: %w", err)
+	}
+	defer unix.Unmount(o.run, unix.MNT_DETACH)
 	before := takeSnapshot(o.work)
 	systems, unavailable, closeAll := openSystems(ctx, log, o)
 	defer closeAll()

@@ -36,7 +36,7 @@ func openPeapod(ctx context.Context, log *slog.Logger, o options) (system, error
 	p := &peapodSystem{
 		log: log, bin: o.peapod, image: "rootfs:" + o.rootfs,
 		manifests: filepath.Join(dir, "manifests"), root: filepath.Join(dir, "root"),
-		state: filepath.Join(dir, "state"), logs: filepath.Join(dir, "logs"),
+		state: filepath.Join(o.run, "peapod"), logs: filepath.Join(dir, "logs"),
 		done: make(chan struct{}), running: map[string]pod{},
 	}
 	for _, d := range []string{p.manifests, p.root, p.state, p.logs} {

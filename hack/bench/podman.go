@@ -16,12 +16,14 @@ import (
 )
 
 // podmanSystem drives `podman kube play` / `kube down` with every piece of
-// its state (storage, runroot, tmpdir, networks, events) in a temp dir named
+// its state (storage, networks, events; runroot and tmpdir on the run's
+// tmpfs) in a temp dir named
 // by CONTAINERS_CONF and CONTAINERS_STORAGE_CONF, so the machine's own
 // podman state is never read or written.
 type podmanSystem struct {
 	log      *slog.Logger
 	dir      string
+	run      string // runroot and tmp_dir, on the run's tmpfs
 	env      []string
 	network  string
 	bridge   string
@@ -37,7 +39,7 @@ func openPodman(ctx context.Context, log *slog.Logger, o options) (system, error
 	if _, err := exec.LookPath("podman"); err != nil {
 		return nil, errors.New("podman not installed (apt-get install -y podman)")
 	}
-	p := &podmanSystem{log: log, dir: filepath.Join(o.work, "podman"), files: map[string]string{}, cgBefore: map[string]bool{}}
+	p := &podmanSystem{log: log, dir: filepath.Join(o.work, "podman"), run: filepath.Join(o.run, "podman"), files: map[string]string{}, cgBefore: map[string]bool{}}
 	if err := p.writeConfig(); err != nil {
 		return nil, err
 	}
@@ -77,8 +79,8 @@ func openPodman(ctx context.Context, log *slog.Logger, o options) (system, error
 // the file events logger; its OCI runtime is crun through a symlink to this
 // binary (see crunwrap.go).
 func (p *podmanSystem) writeConfig() error {
-	for _, d := range []string{"root", "runroot", "tmp", "networks", "bin", "yaml"} {
-		if err := os.MkdirAll(filepath.Join(p.dir, d), 0o700); err != nil {
+	for _, d := range []string{filepath.Join(p.dir, "root"), filepath.Join(p.run, "runroot"), filepath.Join(p.run, "tmp"), filepath.Join(p.dir, "networks"), filepath.Join(p.dir, "bin"), filepath.Join(p.dir, "yaml")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
@@ -99,7 +101,7 @@ default_ulimits = ["nofile=%[2]d:%[2]d", "nproc=%[3]d:%[3]d"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "%[1]s/events.log"
-tmp_dir = "%[1]s/tmp"
+tmp_dir = "%[5]s/tmp"
 static_dir = "%[1]s/root/libpod"
 volume_path = "%[1]s/root/volumes"
 runtime = "crun"
@@ -108,8 +110,8 @@ crun = ["%[4]s"]
 [network]
 network_backend = "netavark"
 network_config_dir = "%[1]s/networks"
-`, p.dir, nofile.Max, nproc.Max, crun)
-	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\nrunroot = \"%[1]s/runroot\"\ngraphroot = \"%[1]s/root\"\n", p.dir)
+`, p.dir, nofile.Max, nproc.Max, crun, p.run)
+	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\nrunroot = \"%s/runroot\"\ngraphroot = \"%s/root\"\n", p.run, p.dir)
 	p.env = append(os.Environ(),
 		"CONTAINERS_CONF="+filepath.Join(p.dir, "containers.conf"),
 		"CONTAINERS_STORAGE_CONF="+filepath.Join(p.dir, "storage.conf"))
@@ -208,7 +210,7 @@ func (p *podmanSystem) residue() map[string]int {
 		}
 	}
 	return map[string]int{
-		"mounts":       mountsUnder(p.dir),
+		"mounts":       mountsUnder(p.dir, p.run),
 		"bridge ports": bridgePorts(p.bridge),
 		"netns pins":   netns,
 		"cgroups":      podCgroups(),
