@@ -151,26 +151,94 @@ func v1Resources(l limits, memsw bool) *occgroups.Resources {
 	return r
 }
 
+// stats reads the files the Stats fields come from and no others. The
+// library's Stats reads about thirty files per cgroup on v1 (the usage,
+// peak, failcnt and limit of memsw, kmem and kmem.tcp, per-CPU accounting)
+// that no exported series uses: at 200 containers a scrape opened over
+// 6000 files and took ~400 ms.
 func (g *v1Group) stats() (*Stats, error) {
-	m, err := g.manager(&occgroups.Resources{})
-	if err != nil {
-		return nil, err
+	var (
+		s   Stats
+		err error
+		r   = fileReader{}
+	)
+	cpuacct, cpu, mem := g.paths["cpuacct"], g.paths["cpu"], g.paths["memory"]
+	s.CPUUsage = r.uint(cpuacct, "cpuacct.usage")
+	// cpuacct.stat counts USER_HZ ticks.
+	ticks := r.keyValues(cpuacct, "cpuacct.stat")
+	s.CPUUser, s.CPUSystem = ticks["user"]*nsPerTick, ticks["system"]*nsPerTick
+	cfs := r.keyValues(cpu, "cpu.stat")
+	s.CFSPeriods, s.CFSThrottledPeriods, s.CFSThrottledTime = cfs["nr_periods"], cfs["nr_throttled"], cfs["throttled_time"]
+	s.MemoryUsage = r.uint(mem, "memory.usage_in_bytes")
+	if limit := r.uint(mem, "memory.limit_in_bytes"); limit <= unlimited {
+		s.MemoryLimit = limit
 	}
-	lib, err := m.Stats(&occgroups.StatsOptions{
-		Controllers: occgroups.CPU | occgroups.Memory | occgroups.Pids,
-	})
-	if err != nil {
-		return nil, err
+	s.MemoryFailcnt = r.uint(mem, "memory.failcnt")
+	ms := r.keyValues(mem, "memory.stat")
+	s.MemoryRSS, s.MemoryCache, s.MemorySwap = ms["total_rss"], ms["total_cache"], ms["total_swap"]
+	if inactive := ms["total_inactive_file"]; inactive < s.MemoryUsage {
+		s.MemoryWorkingSet = s.MemoryUsage - inactive
 	}
-	s := statsFrom(lib, "total_rss", "total_cache", "total_inactive_file")
-	s.MemorySwap = lib.MemoryStats.Stats["total_swap"]
+	s.Threads = r.uint(g.paths["pids"], "pids.current")
+	if r.err != nil {
+		return nil, r.err
+	}
 	if s.OOMKills, err = g.oomKills(); err != nil {
 		return nil, err
 	}
 	if s.Processes, err = countProcs(g.paths["pids"]); err != nil {
 		return nil, err
 	}
-	return s, g.readCPUSpec(s)
+	return &s, g.readCPUSpec(&s)
+}
+
+// nsPerTick converts USER_HZ ticks, which Linux fixes at 100 a second for
+// user space, to nanoseconds.
+const nsPerTick = 10_000_000
+
+// fileReader reads cgroup files and keeps the first error, so that a
+// sequence of reads is checked once.
+type fileReader struct{ err error }
+
+func (r *fileReader) read(dir, file string) string {
+	if r.err != nil {
+		return ""
+	}
+	v, err := occgroups.ReadFile(dir, file)
+	if err != nil {
+		r.err = err
+	}
+	return v
+}
+
+// uint reads a file holding one number ("max" reads as the largest).
+func (r *fileReader) uint(dir, file string) uint64 {
+	v := strings.TrimSpace(r.read(dir, file))
+	if r.err != nil {
+		return 0
+	}
+	n, err := fscommon.ParseUint(v, 10, 64)
+	if err != nil {
+		r.err = fmt.Errorf("parse %s/%s: %w", dir, file, err)
+	}
+	return n
+}
+
+// keyValues reads a file of "key value" lines.
+func (r *fileReader) keyValues(dir, file string) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, line := range strings.Split(r.read(dir, file), "\n") {
+		if line == "" || r.err != nil {
+			continue
+		}
+		k, v, err := fscommon.ParseKeyValue(line)
+		if err != nil {
+			r.err = fmt.Errorf("parse %s/%s: %w", dir, file, err)
+			continue
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // readCPUSpec reads the CFS settings, which the library does not report.
