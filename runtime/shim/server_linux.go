@@ -120,6 +120,11 @@ func (s *server) Serve(ln net.Listener) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	// A sweep for exits from before SIGCHLD was caught, done before the
+	// first request: the reaper write-holds launching, so a sweep racing
+	// with the first starts would make them wait behind it, one after
+	// another.
+	s.reapOrphans()
 	wg.Go(func() { s.reapLoop(ctx, sigs) })
 	srv := &http.Server{Handler: s.handler()}
 	errc := make(chan error, 1)

@@ -271,12 +271,12 @@ func signalIfAlive(c *attempt, sig syscall.Signal) error {
 // subreaper) on every SIGCHLD until ctx is done.
 func (s *server) reapLoop(ctx context.Context, sigs <-chan os.Signal) {
 	for {
-		s.reapOrphans()
 		select {
 		case <-ctx.Done():
 			return
 		case <-sigs:
 		}
+		s.reapOrphans()
 	}
 }
 
