@@ -27,6 +27,12 @@ type system interface {
 	close(ctx context.Context) error
 }
 
+// agent is a system with a long-lived agent process among its overhead
+// processes (peapod, the floor; podman has none).
+type agent interface {
+	agentPID() int
+}
+
 // pod is one benchmark pod: a unique name and one marker per container.
 type pod struct {
 	name    string
@@ -194,8 +200,14 @@ func (b *bench) bulk(ctx context.Context, s system, measure bool) error {
 		b.res.addValue(s.name(), "rss_per_pod", float64(rss)/float64(len(pods)))
 		b.res.addValue(s.name(), "overhead_procs", float64(n))
 		b.log.Info("idle window", "system", s.name(), "for", b.o.idle)
-		cpu := idleCPU(ctx, s, b.o.idle)
-		b.res.addValue(s.name(), "idle_cpu_ms_per_min", float64(cpu.Milliseconds())*float64(time.Minute)/float64(b.o.idle))
+		cpu, byPID := idleCPU(ctx, s, b.o.idle)
+		perMin := func(d time.Duration) float64 {
+			return float64(d.Milliseconds()) * float64(time.Minute) / float64(b.o.idle)
+		}
+		b.res.addValue(s.name(), "idle_cpu_ms_per_min", perMin(cpu))
+		if a, ok := s.(agent); ok {
+			b.res.addValue(s.name(), "idle_cpu_agent_ms_per_min", perMin(byPID[a.agentPID()]))
+		}
 	}
 	down, err := b.down(ctx, s, pods)
 	if err != nil {

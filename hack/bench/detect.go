@@ -239,7 +239,7 @@ const clockTick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 // idleCPU returns the CPU time the system's overhead processes used over d,
 // with nothing changing. Processes that appear or go meanwhile are counted
 // for the part of the window they were seen in.
-func idleCPU(ctx context.Context, s system, d time.Duration) time.Duration {
+func idleCPU(ctx context.Context, s system, d time.Duration) (total time.Duration, byPID map[int]time.Duration) {
 	before := map[int]int64{}
 	for _, pid := range s.overhead() {
 		if t, ok := cpuTicks(pid); ok {
@@ -250,13 +250,14 @@ func idleCPU(ctx context.Context, s system, d time.Duration) time.Duration {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	var used int64
+	byPID = map[int]time.Duration{}
 	for _, pid := range s.overhead() {
 		if t, ok := cpuTicks(pid); ok {
-			used += t - before[pid]
+			byPID[pid] = time.Duration(t-before[pid]) * clockTick
+			total += byPID[pid]
 		}
 	}
-	return time.Duration(used) * clockTick
+	return total, byPID
 }
 
 // pidsWhere returns the PIDs for which match(pid, exe, argv) holds.

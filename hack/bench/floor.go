@@ -96,6 +96,8 @@ func (f *floorSystem) stop(ctx context.Context, pods []pod) error {
 	return removeManifests(f.dir, pods)
 }
 
+func (f *floorSystem) agentPID() int { return f.cmd.Process.Pid }
+
 func (f *floorSystem) overhead() []int { return []int{f.cmd.Process.Pid} }
 
 func (f *floorSystem) residue() map[string]int {

@@ -149,6 +149,8 @@ func (p *peapodSystem) stop(ctx context.Context, pods []pod) error {
 	return removeManifests(p.manifests, pods)
 }
 
+func (p *peapodSystem) agentPID() int { return p.cmd.Process.Pid }
+
 // overhead is the agent and its shims: every process running the peapod
 // binary or the agent's sealed in-memory copy of it (/memfd:...) whose
 // command line names this agent's state directory.

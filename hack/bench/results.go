@@ -103,6 +103,7 @@ var tableSpec = []struct {
 	{"RSS per pod (KiB)", "rss_per_pod", 0.5, 1024},
 	{"overhead processes (N pods)", "overhead_procs", 0.5, 1},
 	{"idle CPU, N pods (ms per min)", "idle_cpu_ms_per_min", 0.5, 1},
+	{"idle CPU of the agent alone (ms per min)", "idle_cpu_agent_ms_per_min", 0.5, 1},
 }
 
 func (r *results) buildTable() {
