@@ -29,6 +29,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *corev1.Pod) (*reconcil
 	if uid == "" {
 		return nil, errors.New("create sandbox: pod has no UID")
 	}
+	defer r.states.bump(uid)
 	dir := r.podDir(uid)
 	if st, ok := r.existingSandbox(ctx, pod); ok {
 		return st, nil

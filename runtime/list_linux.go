@@ -39,12 +39,21 @@ func (r *Runtime) ListPods(ctx context.Context) ([]*reconcile.PodState, error) {
 	}
 	var out []*reconcile.PodState
 	seen := make(map[string]bool, len(entries))
+	uids := make(map[types.UID]bool, len(entries))
 	defer r.pods.prune(seen)
+	defer r.states.prune(uids)
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
 		seen[filepath.Join(r.podsDir(), e.Name())] = true
+		uid := types.UID(e.Name())
+		uids[uid] = true
+		if st, ok := r.states.get(uid, time.Now()); ok {
+			out = append(out, st)
+			continue
+		}
+		gen, at := r.states.generation(uid), time.Now()
 		st, err := r.podState(ctx, filepath.Join(r.podsDir(), e.Name()))
 		if errors.Is(err, os.ErrNotExist) {
 			// CreateSandbox has not written pod.json yet.
@@ -58,6 +67,7 @@ func (r *Runtime) ListPods(ctx context.Context) ([]*reconcile.PodState, error) {
 			// Adopts the shims of an earlier agent process.
 			r.watch(st.UID())
 		}
+		r.states.put(uid, gen, at, st)
 		out = append(out, st)
 	}
 	return out, nil

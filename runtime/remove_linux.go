@@ -26,6 +26,7 @@ const stopSlack = 10 * time.Second
 // StopContainer implements reconcile.Runtime. A container its shim never
 // started, or whose shim is gone (taking it along), is already stopped.
 func (r *Runtime) StopContainer(ctx context.Context, uid types.UID, name string, grace time.Duration) error {
+	defer r.states.bump(uid)
 	dir := r.podDir(uid)
 	ctx, cancel := context.WithTimeout(ctx, grace+stopSlack)
 	defer cancel()
@@ -46,6 +47,7 @@ func (r *Runtime) StopContainer(ctx context.Context, uid types.UID, name string,
 // removes pod.json last, so that a pod whose removal failed is still
 // listed, and removed again.
 func (r *Runtime) RemovePod(ctx context.Context, uid types.UID, grace time.Duration) error {
+	defer r.states.bump(uid)
 	dir := r.podDir(uid)
 	r.unwatch(uid)
 	pod, err := readPod(dir)

@@ -86,6 +86,7 @@ type Runtime struct {
 
 	podLocks podLocks
 	pods     podCache
+	states   stateCache
 
 	mu sync.Mutex
 	// watching holds the watcher of each pod whose shim is followed.
@@ -195,7 +196,11 @@ func (r *Runtime) watch(uid types.UID) {
 		defer cancel()
 		c := shim.NewClient(r.podDir(uid))
 		defer c.Close()
-		err := c.Events(ctx, func(shim.Event) { r.notify(uid) })
+		err := c.Events(ctx, func() { r.states.setConnected(uid, true) }, func(shim.Event) {
+			r.states.bump(uid)
+			r.notify(uid)
+		})
+		r.states.setConnected(uid, false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -216,6 +221,7 @@ func (r *Runtime) unwatch(uid types.UID) {
 	if w, ok := r.watching[uid]; ok {
 		w.cancel()
 		delete(r.watching, uid)
+		r.states.setConnected(uid, false)
 	}
 }
 

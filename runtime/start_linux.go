@@ -22,6 +22,7 @@ import (
 
 // StartContainer implements reconcile.Runtime.
 func (r *Runtime) StartContainer(ctx context.Context, req reconcile.StartRequest) error {
+	defer r.states.bump(req.UID)
 	dir := r.podDir(req.UID)
 	pod, err := readPod(dir)
 	if err != nil {

@@ -133,9 +133,11 @@ func (c *Client) Shutdown(ctx context.Context, grace time.Duration) error {
 }
 
 // Events calls fn for each exit the shim reports until ctx is done or the
-// connection ends, which happens when the shim exits. It returns nil when
-// the shim closed the stream, ctx.Err() when ctx ended it.
-func (c *Client) Events(ctx context.Context, fn func(Event)) error {
+// connection ends, which happens when the shim exits. connected, unless
+// nil, is called once the shim has registered the stream: every exit from
+// then on reaches fn. It returns nil when the shim closed the stream,
+// ctx.Err() when ctx ended it.
+func (c *Client) Events(ctx context.Context, connected func(), fn func(Event)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim/events", nil)
 	if err != nil {
 		return err
@@ -147,6 +149,9 @@ func (c *Client) Events(ctx context.Context, fn func(Event)) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return responseError(resp)
+	}
+	if connected != nil {
+		connected()
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

@@ -171,7 +171,7 @@ func TestShimRecordsExitAndLogs(t *testing.T) {
 	events := make(chan Event, 4)
 	evCtx, evCancel := context.WithCancel(ctx)
 	evDone := make(chan error, 1)
-	go func() { evDone <- c.Events(evCtx, func(e Event) { events <- e }) }()
+	go func() { evDone <- c.Events(evCtx, nil, func(e Event) { events <- e }) }()
 	defer func() { evCancel(); <-evDone }()
 
 	// The shim is detached: not our child, in a session of its own.
@@ -265,7 +265,7 @@ func TestShimDeathKillsContainers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	evDone := make(chan error, 1)
-	go func() { evDone <- c.Events(ctx, func(Event) {}) }()
+	go func() { evDone <- c.Events(ctx, nil, func(Event) {}) }()
 	time.Sleep(50 * time.Millisecond) // let the event stream connect
 
 	if err := unix.Kill(shimPID(t, dir), unix.SIGKILL); err != nil {
