@@ -84,10 +84,9 @@ func rendezvous(dir, n string) error {
 	return fmt.Errorf("the other %d launches never came while this one ran", want-1)
 }
 
-// startShim launches a shim on a fresh pod dir and registers its shutdown.
-func startShim(t testing.TB) (string, *Client) {
-	t.Helper()
-	dir := t.TempDir()
+// clientShutAtCleanup returns a client of the shim of dir that shuts the
+// shim down, and waits for it to go, when the test ends.
+func clientShutAtCleanup(t testing.TB, dir string) *Client {
 	c := NewClient(dir)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -96,6 +95,14 @@ func startShim(t testing.TB) (string, *Client) {
 		c.Close()
 		waitShimGone(t, dir)
 	})
+	return c
+}
+
+// startShim launches a shim on a fresh pod dir and registers its shutdown.
+func startShim(t testing.TB) (string, *Client) {
+	t.Helper()
+	dir := t.TempDir()
+	c := clientShutAtCleanup(t, dir)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

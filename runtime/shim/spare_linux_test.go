@@ -42,14 +42,7 @@ func bindSpare(t *testing.T, sp *Spare, pods string) (string, *Client) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(dir)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Shutdown(ctx, 0)
-		c.Close()
-		waitShimGone(t, dir)
-	})
+	c := clientShutAtCleanup(t, dir)
 	if err := sp.Bind(context.Background(), dir); err != nil {
 		t.Fatal(err)
 	}
