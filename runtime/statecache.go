@@ -28,7 +28,11 @@ const stateMaxAge = time.Minute
 // list (here every stateMaxAge) is the safety net. The zero value is ready
 // to use.
 type stateCache struct {
-	mu        sync.Mutex
+	mu sync.Mutex
+	// gen holds each pod's generation, drawn from last: generations are
+	// never reused, even for a pod whose entry prune dropped, so an entry
+	// can only match the generation it was built under.
+	last      uint64
 	gen       map[types.UID]uint64
 	connected map[types.UID]bool
 	entries   map[types.UID]cachedState
@@ -53,7 +57,8 @@ func (c *stateCache) bump(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
-	c.gen[uid]++
+	c.last++
+	c.gen[uid] = c.last
 }
 
 // setConnected records whether the pod's event stream is up (the shim has
@@ -62,7 +67,8 @@ func (c *stateCache) setConnected(uid types.UID, up bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
-	c.gen[uid]++
+	c.last++
+	c.gen[uid] = c.last
 	if up {
 		c.connected[uid] = true
 	} else {

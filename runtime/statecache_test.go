@@ -64,3 +64,20 @@ func TestStateCache(t *testing.T) {
 		t.Errorf("prune left %d entries, %d generations", len(c.entries), len(c.gen))
 	}
 }
+
+// A pod that prune dropped and that comes back never matches an entry
+// built before the drop.
+func TestStateCacheGenerationsNeverRepeat(t *testing.T) {
+	var c stateCache
+	const uid = "pod-1"
+	now := time.Now()
+	st := &reconcile.PodState{Pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid}}}
+	c.bump(uid)
+	old := c.generation(uid)
+	c.prune(nil)
+	c.put(uid, old, now, st) // a query that started before the prune
+	c.setConnected(uid, true)
+	if _, ok := c.get(uid, now); ok {
+		t.Error("entry built before the stream connected was used after a prune")
+	}
+}
