@@ -127,18 +127,8 @@ func killShim(dir string) error {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill shim %d: %w", pid, err)
 	}
-	return waitExited(fd, 5*time.Second)
-}
-
-// waitExited polls the pidfd until the process has exited.
-func waitExited(fd int, timeout time.Duration) error {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return fmt.Errorf("wait for shim exit: %w", err)
-	}
-	if n == 0 {
-		return errors.New("shim still running after SIGKILL")
+	if err := shim.WaitExited(fd, 5*time.Second); err != nil {
+		return fmt.Errorf("kill shim %d: %w", pid, err)
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 func (r *Runtime) StartContainer(ctx context.Context, req reconcile.StartRequest) error {
 	defer r.states.bump(req.UID)
 	dir := r.podDir(req.UID)
-	pod, err := readPod(dir)
+	pod, _, err := r.pods.read(dir)
 	if err != nil {
 		return fmt.Errorf("start container %s of pod %s: no sandbox: %w", req.Container, req.UID, err)
 	}

@@ -176,7 +176,9 @@ func (s *Spare) Close() error {
 	if s.conn == nil {
 		return nil
 	}
+	// Our end first: an idle spare exits on the EOF by itself.
 	s.conn.Close()
+	s.conn = nil
 	var err error
 	if s.pidfd >= 0 {
 		err = unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
@@ -184,7 +186,7 @@ func (s *Spare) Close() error {
 			err = nil // exited already
 		}
 		if err == nil {
-			err = waitExited(s.pidfd, killTimeout)
+			err = WaitExited(s.pidfd, killTimeout)
 		}
 	}
 	s.release()
@@ -205,8 +207,9 @@ func (s *Spare) release() {
 	}
 }
 
-// waitExited waits until the process of the pidfd has exited.
-func waitExited(pidfd int, timeout time.Duration) error {
+// WaitExited waits up to timeout until the process of the pidfd has
+// exited.
+func WaitExited(pidfd int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}

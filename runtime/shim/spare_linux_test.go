@@ -111,7 +111,7 @@ func TestSpareExitsOnEOF(t *testing.T) {
 	sp, pods := newSpare(t)
 	pidfd := sp.pidfd
 	sp.conn.Close()
-	if err := waitExited(pidfd, 5*time.Second); err != nil {
+	if err := WaitExited(pidfd, 5*time.Second); err != nil {
 		t.Fatalf("spare %d after EOF: %v", sp.PID(), err)
 	}
 	if entries, _ := os.ReadDir(pods); len(entries) != 0 {
@@ -154,7 +154,7 @@ func TestSpareDeadBindFails(t *testing.T) {
 	if err := unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExited(sp.pidfd, 5*time.Second); err != nil {
+	if err := WaitExited(sp.pidfd, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(pods, "pod")
