@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,26 @@ func start(t *testing.T, c *Container, args ...string) *exec.Cmd {
 	}
 }
 
+// waitSleeping waits until pid is blocked (state S). The scheduler charges
+// a task's CPU time to its cpuacct cgroup when it is dequeued or at a tick,
+// so a task still running on another CPU may show no usage yet.
+func waitSleeping(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state follows the command name, which is in parentheses.
+		if f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:])); len(f) > 0 && f[0] == "S" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not sleeping 5 s after its exec", pid)
+		}
+	}
+}
+
 // procCgroups reads /proc/<pid>/cgroup (pid "self" for the caller)
 // into controller → path; the cgroup2 line is under "".
 func procCgroups(t *testing.T, pid string) map[string]string {
@@ -165,6 +186,7 @@ func TestRootPlaceProcess(t *testing.T) {
 
 	before := procCgroups(t, "self")
 	cmd := start(t, app, "/bin/busybox", "sleep", "30")
+	waitSleeping(t, cmd.Process.Pid)
 	got := procCgroups(t, fmt.Sprint(cmd.Process.Pid))
 	for _, s := range managed(m) {
 		if got[s] != app.Path() {
