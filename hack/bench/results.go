@@ -39,7 +39,7 @@ type row struct {
 func newResults(o options, systems []system, unavailable map[string]string) *results {
 	r := &results{
 		Started:     time.Now().UTC(),
-		Machine:     machineInfo(),
+		Machine:     machineInfo(o.work),
 		Options:     map[string]any{"quick": o.quick, "runs": o.runs, "pods": o.bulk, "bulk_reps": o.bulkReps, "idle": o.idle.String(), "scrape_pods": o.scrape},
 		Unavailable: unavailable,
 		Samples:     map[string]map[string][]float64{},
@@ -53,8 +53,8 @@ func newResults(o options, systems []system, unavailable map[string]string) *res
 	return r
 }
 
-func machineInfo() map[string]string {
-	m := map[string]string{"nproc": fmt.Sprint(runtime.NumCPU())}
+func machineInfo(work string) map[string]string {
+	m := map[string]string{"nproc": fmt.Sprint(runtime.NumCPU()), "work_fs": workFS(work)}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m["kernel"] = strings.TrimSpace(string(b))
 	}
@@ -159,6 +159,7 @@ func (r *results) save(path string) error {
 // docs/benchmarks.md as it is.
 func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d CPUs, kernel %s, load %s → %s, %s\n", runtime.NumCPU(), r.Machine["kernel"], r.Machine["loadavg_start"], r.Machine["loadavg_end"], r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "work dir (layers, volumes, logs): %s\n", r.Machine["work_fs"])
 	if n, ok := r.Detector["process_events"]; ok {
 		fmt.Fprintf(w, "detector: process events connector, %.0f events; %.0f /proc scans to confirm exits, %.2f ms each on average\n\n", n, r.Detector["scans"], r.Detector["mean_scan_ms"])
 	} else {
