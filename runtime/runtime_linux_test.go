@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/peapod/peapod/reconcile"
+	"github.com/peapod/peapod/runtime/internal/proctest"
 	"github.com/peapod/peapod/runtime/logs"
 )
 
@@ -58,6 +59,8 @@ func TestRootPodLifecycle(t *testing.T) {
 	}
 	checkLog(t, env, pod.Namespace, pod.Name, pod.UID, "quick", 0, "out-web-life web-life\nerr\n1\n")
 
+	proctest.WaitSignal(t, latest(st, "polite").PID, syscall.SIGTERM, proctest.Caught)
+	proctest.WaitSignal(t, latest(st, "stubborn").PID, syscall.SIGTERM, proctest.Ignored)
 	stopped := time.Now()
 	if err := r.StopContainer(ctx, pod.UID, "polite", 10*time.Second); err != nil {
 		t.Fatal(err)

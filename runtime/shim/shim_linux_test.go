@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod/peapod/runtime/internal/proctest"
 )
 
 // These tests run the real shim (this test binary re-executed) with a
@@ -240,9 +242,10 @@ func TestShimStopGrace(t *testing.T) {
 	dir, c := startShim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	startContainer(t, dir, c, "polite", 0, `trap 'exit 3' TERM; while :; do sleep 0.05; done`)
-	startContainer(t, dir, c, "stubborn", 0, `trap '' TERM; while :; do sleep 0.05; done`)
-	time.Sleep(100 * time.Millisecond) // let the shells install their traps
+	polite := startContainer(t, dir, c, "polite", 0, `trap 'exit 3' TERM; while :; do sleep 0.05; done`)
+	stubborn := startContainer(t, dir, c, "stubborn", 0, `trap '' TERM; while :; do sleep 0.05; done`)
+	proctest.WaitSignal(t, polite.PID, syscall.SIGTERM, proctest.Caught)
+	proctest.WaitSignal(t, stubborn.PID, syscall.SIGTERM, proctest.Ignored)
 
 	t0 := time.Now()
 	e, err := c.Stop(ctx, "polite", 5*time.Second)
@@ -368,8 +371,8 @@ func BenchmarkLaunch(b *testing.B) {
 
 func TestShimSIGTERMRecordsExits(t *testing.T) {
 	dir, c := startShim(t)
-	startContainer(t, dir, c, "polite", 0, `trap 'exit 5' TERM; while :; do sleep 0.05; done`)
-	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	polite := startContainer(t, dir, c, "polite", 0, `trap 'exit 5' TERM; while :; do sleep 0.05; done`)
+	proctest.WaitSignal(t, polite.PID, syscall.SIGTERM, proctest.Caught)
 	if err := unix.Kill(shimPID(t, dir), unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
