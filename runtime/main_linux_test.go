@@ -219,6 +219,17 @@ func exited(name string) func(*reconcile.PodState) bool {
 	}
 }
 
+// waitProcessGone waits until process pid has exited (a zombie counts as
+// gone).
+func waitProcessGone(t testing.TB, pid int, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); processAlive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (process %d) still running after 10 s", what, pid)
+		}
+	}
+}
+
 func processAlive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

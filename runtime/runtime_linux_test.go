@@ -127,12 +127,7 @@ func TestRootShimDeath(t *testing.T) {
 	if c := latest(st, "app"); c.ExitCode != 137 || c.Reason != "Error" || c.Message != "shim died" {
 		t.Errorf("app: %+v", c)
 	}
-	for deadline := time.Now().Add(5 * time.Second); processAlive(app.PID); {
-		if time.Now().After(deadline) {
-			t.Fatalf("container %d outlived its shim", app.PID)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitProcessGone(t, app.PID, "container of the dead shim")
 	if err := r.RemovePod(ctx, pod.UID, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -153,13 +148,15 @@ func TestRootAdoption(t *testing.T) {
 	}
 	start(t, first, pod.UID, "long", 0)
 	start(t, first, pod.UID, "short", 0)
-	long := latest(podState(t, first, pod.UID), "long")
+	before := podState(t, first, pod.UID)
+	long, short := latest(before, "long"), latest(before, "short")
 	// The agent goes away; "short" exits while nobody watches.
 	first.Close()
-	time.Sleep(500 * time.Millisecond)
+	waitProcessGone(t, short.PID, `container "short"`)
 
 	r := env.runtime(t)
-	st := podState(t, r, pod.UID)
+	// Its shim may still be writing the exit record.
+	st := waitFor(t, r, pod.UID, "short's exit record", exited("short"))
 	if !st.Ready || st.Pod.Name != pod.Name {
 		t.Fatalf("adopted pod: ready %v, pod %s", st.Ready, st.Pod.Name)
 	}

@@ -275,8 +275,13 @@ func TestShimDeathKillsContainers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	evDone := make(chan error, 1)
-	go func() { evDone <- c.Events(ctx, nil, func(Event) {}) }()
-	time.Sleep(50 * time.Millisecond) // let the event stream connect
+	connected := make(chan struct{})
+	go func() { evDone <- c.Events(ctx, func() { close(connected) }, func(Event) {}) }()
+	select {
+	case <-connected:
+	case err := <-evDone:
+		t.Fatalf("event stream: %v", err)
+	}
 
 	if err := unix.Kill(shimPID(t, dir), unix.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -307,12 +312,19 @@ func TestShimReapsOrphans(t *testing.T) {
 	// re-parented to the shim, which must reap it.
 	st := startContainer(t, dir, c, "app", 0, "sleep 0.2 & exit 0")
 	shim := shimPID(t, dir)
-	time.Sleep(600 * time.Millisecond)
+	// Reaped, the shell and its child leave the shim without children; one
+	// left unreaped stays its zombie child.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		kids := children(t, shim)
+		if len(kids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d still has children %v 10 s after its container (%d) started", shim, kids, st.PID)
+		}
+	}
 	if _, err := ReadExit(AttemptDir(dir, "app", 0)); err != nil {
 		t.Fatal(err)
-	}
-	if z := zombieChildren(t, shim); len(z) > 0 {
-		t.Fatalf("shim %d has zombie children %v (container was %d)", shim, z, st.PID)
 	}
 }
 
@@ -331,16 +343,16 @@ func procStat(t *testing.T, pid, i int) int {
 	return v
 }
 
-func zombieChildren(t *testing.T, pid int) []int {
+// children lists the child processes of pid as "PID (STATE)".
+func children(t *testing.T, pid int) []string {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var z []int
+	var kids []string
 	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
@@ -349,11 +361,11 @@ func zombieChildren(t *testing.T, pid int) []int {
 		}
 		// stat: pid (comm) state ppid ...
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(pid) {
-			z = append(z, p)
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, e.Name()+" ("+f[0]+")")
 		}
 	}
-	return z
+	return kids
 }
 
 // BenchmarkLaunch measures how long Launch takes until the shim answers
