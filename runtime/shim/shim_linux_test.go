@@ -313,18 +313,17 @@ func TestShimReapsOrphans(t *testing.T) {
 	st := startContainer(t, dir, c, "app", 0, "sleep 0.2 & exit 0")
 	shim := shimPID(t, dir)
 	// Reaped, the shell and its child leave the shim without children; one
-	// left unreaped stays its zombie child.
+	// left unreaped stays its zombie child. The shim records the shell's
+	// exit after reaping it.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		kids := children(t, shim)
-		if len(kids) == 0 {
+		_, err := ReadExit(AttemptDir(dir, "app", 0))
+		if len(kids) == 0 && err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("shim %d still has children %v 10 s after its container (%d) started", shim, kids, st.PID)
+			t.Fatalf("10 s after its container (%d) started: shim %d has children %v; exit record: %v", st.PID, shim, kids, err)
 		}
-	}
-	if _, err := ReadExit(AttemptDir(dir, "app", 0)); err != nil {
-		t.Fatal(err)
 	}
 }
 
