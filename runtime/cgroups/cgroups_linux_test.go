@@ -1,7 +1,6 @@
 package cgroups
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"github.com/opencontainers/cgroups/fscommon"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/peapod/peapod/runtime/internal/proctest"
 )
 
 const cgroupRoot = "/sys/fs/cgroup"
@@ -88,26 +89,6 @@ func start(t *testing.T, c *Container, args ...string) *exec.Cmd {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%v not executed 5 s after its release", args)
-		}
-	}
-}
-
-// waitSleeping waits until pid is blocked (state S). The scheduler charges
-// a task's CPU time to its cpuacct cgroup when it is dequeued or at a tick,
-// so a task still running on another CPU may show no usage yet.
-func waitSleeping(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The state follows the command name, which is in parentheses.
-		if f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:])); len(f) > 0 && f[0] == "S" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d not sleeping 5 s after its exec", pid)
 		}
 	}
 }
@@ -186,7 +167,7 @@ func TestRootPlaceProcess(t *testing.T) {
 
 	before := procCgroups(t, "self")
 	cmd := start(t, app, "/bin/busybox", "sleep", "30")
-	waitSleeping(t, cmd.Process.Pid)
+	proctest.WaitSleeping(t, cmd.Process.Pid)
 	got := procCgroups(t, fmt.Sprint(cmd.Process.Pid))
 	for _, s := range managed(m) {
 		if got[s] != app.Path() {

@@ -67,3 +67,52 @@ func statusMask(status string, d Disposition) (uint64, error) {
 	}
 	return 0, fmt.Errorf("no %s line in status", d)
 }
+
+// WaitSleeping waits until process pid is blocked (state S in
+// /proc/PID/stat), e.g. a command that has exec'd and reached its sleep.
+// The scheduler charges a task's CPU time to its cgroups when the task is
+// dequeued or at a tick, so a test that reads a cgroup's usage while the
+// task still runs on another CPU may see none.
+func WaitSleeping(t testing.TB, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		st, err := state(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st == "S" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d: state %s, not sleeping, after 10 s", pid, st)
+		}
+	}
+}
+
+// state returns the state letter of process pid.
+func state(pid int) (string, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", err
+	}
+	st, ok := statState(string(stat))
+	if !ok {
+		return "", fmt.Errorf("process %d: malformed stat %q", pid, stat)
+	}
+	return st, nil
+}
+
+// statState returns the state field of a /proc/PID/stat text. It follows
+// the command name, which is in parentheses and may hold spaces and
+// parentheses itself.
+func statState(stat string) (string, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return "", false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) == 0 {
+		return "", false
+	}
+	return f[0], true
+}

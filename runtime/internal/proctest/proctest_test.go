@@ -2,6 +2,7 @@ package proctest
 
 import (
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"testing"
@@ -35,5 +36,31 @@ func TestWaitSignal(t *testing.T) {
 	// Go installs a handler for SIGINT (signal.Notify or not).
 	if ok, err := hasSignal(os.Getpid(), syscall.SIGINT, Caught); err != nil || !ok {
 		t.Errorf("SIGINT caught: %v, %v; want true", ok, err)
+	}
+}
+
+func TestWaitSleeping(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep command:", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	WaitSleeping(t, cmd.Process.Pid)
+}
+
+func TestStatState(t *testing.T) {
+	for stat, want := range map[string]string{
+		"42 (sleep) S 1 42":       "S",
+		"42 (a) b) (c) R 1 42 42": "R",
+		"42 (x":                   "",
+		"42 (x)":                  "",
+	} {
+		got, ok := statState(stat)
+		if got != want || ok != (want != "") {
+			t.Errorf("statState(%q) = %q, %v; want %q", stat, got, ok, want)
+		}
 	}
 }
