@@ -204,7 +204,11 @@ func (r *Runtime) watch(uid types.UID) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.log.Warn("pod shim went away", "uid", uid, "err", err)
+		if err != nil {
+			r.log.Warn("pod shim went away", "uid", uid, "err", err)
+		} else {
+			r.log.Debug("pod shim exited", "uid", uid)
+		}
 		r.mu.Lock()
 		if r.watching[uid] == w {
 			delete(r.watching, uid)

@@ -135,8 +135,9 @@ func (c *Client) Shutdown(ctx context.Context, grace time.Duration) error {
 // Events calls fn for each exit the shim reports until ctx is done or the
 // connection ends, which happens when the shim exits. connected, unless
 // nil, is called once the shim has registered the stream: every exit from
-// then on reaches fn. It returns nil when the shim closed the stream,
-// ctx.Err() when ctx ended it.
+// then on reaches fn. It returns nil when the shim closed the stream as it
+// exited on request, ctx.Err() when ctx ended it, and an error when the
+// stream was cut (the shim died).
 func (c *Client) Events(ctx context.Context, connected func(), fn func(Event)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim/events", nil)
 	if err != nil {
@@ -162,6 +163,11 @@ func (c *Client) Events(ctx context.Context, connected func(), fn func(Event)) e
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	// A shim that exits on request ends the stream properly; one that
+	// dies cuts it short, which the scanner reports (unexpected EOF).
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("shim events: %w", err)
 	}
 	return nil
 }

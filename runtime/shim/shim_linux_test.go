@@ -269,6 +269,33 @@ func TestShimStopGrace(t *testing.T) {
 	}
 }
 
+func TestShimShutdownEndsEventsCleanly(t *testing.T) {
+	dir, c := startShim(t)
+	startContainer(t, dir, c, "app", 0, "exec sleep 100")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evDone := make(chan error, 1)
+	connected := make(chan struct{})
+	go func() { evDone <- c.Events(ctx, func() { close(connected) }, func(Event) {}) }()
+	select {
+	case <-connected:
+	case err := <-evDone:
+		t.Fatalf("event stream: %v", err)
+	}
+	if err := c.Shutdown(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-evDone:
+		if err != nil {
+			t.Fatalf("events ended with %v, want nil: the shim exited on request", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("event stream outlived the shim")
+	}
+	waitShimGone(t, dir)
+}
+
 func TestShimDeathKillsContainers(t *testing.T) {
 	dir, c := startShim(t)
 	st := startContainer(t, dir, c, "app", 0, "exec sleep 100")
@@ -288,8 +315,10 @@ func TestShimDeathKillsContainers(t *testing.T) {
 	}
 	select {
 	case err := <-evDone:
-		if err != nil {
-			t.Fatalf("events ended with %v, want nil (shim gone)", err)
+		// A cut stream, not a clean end, tells the runtime that the shim
+		// died rather than exited on request.
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("events ended with %v, want the stream cut short", err)
 		}
 	case <-ctx.Done():
 		t.Fatal("event stream outlived the shim")
