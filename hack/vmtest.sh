@@ -17,9 +17,10 @@
 #   --test-timeout D   -test.timeout of each test binary (default 5m)
 #   --mem MIB          guest memory (default 1024)
 #   --log FILE         also write the guest console to FILE
-#   --tmp ext4         put the guest's /tmp on an ext4 disk, as on a Debian 12
-#                      host, instead of tmpfs (which has no idmapped mounts
-#                      before Linux 6.3)
+#   --tmp FS           the guest's /tmp: ext4 (default), a disk as on a Debian 12
+#                      host, or tmpfs, which has no idmapped mounts before
+#                      Linux 6.3: pods with a user namespace cannot start
+#                      from it, so only tests that skip such pods pass
 #
 # Exit status: 0 if every test binary built and passed, 1 if any failed,
 # 2 if the harness itself failed (usage, download, boot, timeout).
@@ -53,7 +54,7 @@ vm_timeout=600
 test_timeout=5m
 mem=1024
 log_file=
-tmp_fs=tmpfs
+tmp_fs=ext4
 guest_env=()
 packages=()
 test_args=()
