@@ -78,7 +78,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		g.Go(func() error { return p.netGC.collectPeriodically(ctx, log, netGCInterval) })
 	}
 	g.Go(func() error {
-		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl), ReadHeaderTimeout: 5 * time.Second}, statusL)
+		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)
 	})
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second}, metricsL)

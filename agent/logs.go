@@ -17,9 +17,10 @@ import (
 
 // LogsOptions selects the container log that Client.Logs prints, as the
 // flags of `kubectl logs` do. The zero value prints the current log of the
-// pod's only container from DefaultLogDir.
+// pod's only container from the agent's log directory.
 type LogsOptions struct {
-	// LogDir is the agent's --log-dir; empty means DefaultLogDir.
+	// LogDir is the agent's --log-dir; empty means the one the agent
+	// reports.
 	LogDir string
 	// Container may be empty when the pod has one container.
 	Container string
@@ -43,7 +44,11 @@ func (c *Client) Logs(ctx context.Context, w io.Writer, namespace, name string, 
 		return err
 	}
 	if opts.LogDir == "" {
-		opts.LogDir = DefaultLogDir
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		opts.LogDir = info.LogDir
 	}
 	path, cs, err := logFile(opts.LogDir, pod, opts.Container, opts.Previous)
 	if err != nil {

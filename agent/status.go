@@ -26,12 +26,23 @@ type PodLister interface {
 	Pods() []corev1.Pod
 }
 
+// Info is what the agent tells its clients about itself, so that they need
+// not repeat its flags.
+type Info struct {
+	// LogDir is the agent's --log-dir.
+	LogDir string `json:"logDir"`
+}
+
 // statusHandler serves the status API:
 //
+//	GET /v1/info                   the agent's Info
 //	GET /v1/pods                   a v1.PodList of every pod
 //	GET /v1/pods/{namespace}/{name} one v1.Pod
-func statusHandler(pods PodLister) http.Handler {
+func statusHandler(pods PodLister, info Info) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, info)
+	})
 	mux.HandleFunc("GET /v1/pods", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, podList(pods.Pods()))
 	})
@@ -131,6 +142,15 @@ func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Po
 		return nil, err
 	}
 	return &pod, nil
+}
+
+// Info returns what the agent tells about itself.
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	var info Info
+	if err := c.get(ctx, "/v1/info", &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {

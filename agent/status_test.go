@@ -36,7 +36,7 @@ func TestStatusAPI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, slog.New(slog.DiscardHandler), &http.Server{Handler: statusHandler(pods)}, l)
+		done <- serve(ctx, slog.New(slog.DiscardHandler), &http.Server{Handler: statusHandler(pods, Info{LogDir: "/logs"})}, l)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -52,6 +52,9 @@ func TestStatusAPI(t *testing.T) {
 	}
 	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 1 || list.Items[0].Kind != "Pod" {
 		t.Errorf("ListPods = %+v, want a v1 PodList of one Pod", list)
+	}
+	if info, err := c.Info(ctx); err != nil || info.LogDir != "/logs" {
+		t.Errorf("Info = %+v, %v; want log dir /logs", info, err)
 	}
 	pod, err := c.GetPod(ctx, "default", "web")
 	if err != nil || pod.UID != "u1" {

@@ -29,7 +29,7 @@ import (
 // rtLogs runs `peapod logs` against the test agent.
 func rtLogs(a *rootAgent, args ...string) (string, int) {
 	a.t.Helper()
-	return runPeapod(a.t, append([]string{"logs", "--state", a.cfg.State, "--log-dir", a.cfg.LogDir}, args...)...)
+	return runPeapod(a.t, append([]string{"logs", "--state", a.cfg.State}, args...)...)
 }
 
 // rtWaitLog waits until `peapod logs args...` prints every one of want and
@@ -427,7 +427,7 @@ spec:
 	// Follow polite's log across the stop: the log goes with the pod, and
 	// `logs -f` must end by itself when the container does.
 	var follow bytes.Buffer
-	f := exec.Command(peapodBin, "logs", "-f", "--state", a.cfg.State, "--log-dir", a.cfg.LogDir, "-c", "polite", "term")
+	f := exec.Command(peapodBin, "logs", "-f", "--state", a.cfg.State, "-c", "polite", "term")
 	f.Stdout, f.Stderr = &follow, &follow
 	if err := f.Start(); err != nil {
 		t.Fatal(err)

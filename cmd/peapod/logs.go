@@ -15,13 +15,13 @@ import (
 
 func newLogsCommand() *cobra.Command {
 	stateDir := agent.DefaultState
-	opts := agent.LogsOptions{LogDir: agent.DefaultLogDir}
+	var opts agent.LogsOptions
 	cmd := &cobra.Command{
 		Use:   "logs [-f] [-p] [-c CONTAINER] [NAMESPACE/]POD",
 		Short: "Print a container's log (like kubectl logs)",
 		Long: "Print the log of a container of POD (namespace default unless given). The agent names the\n" +
-			"pod's current attempt; the file is read from --log-dir. -c may be left out when the pod\n" +
-			"has one container.",
+			"pod's current attempt and its log directory; the file is read from there (or from\n" +
+			"--log-dir, when given). -c may be left out when the pod has one container.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ns, name, ok := strings.Cut(args[0], "/")
@@ -40,7 +40,7 @@ func newLogsCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state", stateDir, "the agent's --state directory")
-	f.StringVar(&opts.LogDir, "log-dir", opts.LogDir, "the agent's --log-dir directory")
+	f.StringVar(&opts.LogDir, "log-dir", "", "read the log from this directory instead of the agent's --log-dir")
 	f.StringVarP(&opts.Container, "container", "c", "", "container name; may be left out when the pod has one")
 	f.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing while the container runs")
 	f.BoolVarP(&opts.Previous, "previous", "p", false, "print the log of the container's previous attempt")
