@@ -279,7 +279,7 @@ func TestRootHostNetwork(t *testing.T) {
 	env := newTestEnv(t)
 	r := env.runtime(t)
 	ctx := context.Background()
-	pod := newPod("hostnet", shellContainer("app", `hostname; cat /etc/hostname`))
+	pod := newPod("hostnet", shellContainer("app", `hostname; cat /etc/hostname; cat /etc/hosts`))
 	pod.Spec.HostNetwork = true
 	st, err := r.CreateSandbox(ctx, pod)
 	if err != nil {
@@ -297,7 +297,14 @@ func TestRootHostNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkLog(t, env, pod.Namespace, pod.Name, pod.UID, "app", 0, host+"\n"+host+"\n")
+	// kubelet gives a hostNetwork pod a copy of the host's /etc/hosts, so
+	// the host's own name resolves in it.
+	hosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := host + "\n" + host + "\n# Kubernetes-managed hosts file (host network).\n" + string(hosts)
+	checkLog(t, env, pod.Namespace, pod.Name, pod.UID, "app", 0, want)
 	if err := r.RemovePod(ctx, pod.UID, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -97,6 +97,10 @@ func (r *Runtime) recordIPs(dir string, pod *corev1.Pod, ips []string) error {
 	if err := shim.WriteFileAtomic(filepath.Join(dir, ipsFile), b, 0o600); err != nil {
 		return err
 	}
+	if pod.Spec.HostNetwork {
+		// Its /etc/hosts is the host's copy, made with the sandbox.
+		return nil
+	}
 	hostname, err := podHostnameFor(pod)
 	if err != nil {
 		return err

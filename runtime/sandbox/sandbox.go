@@ -35,6 +35,9 @@ type Config struct {
 	ShmSize int64
 	// ResolvConf is written verbatim to etc/resolv.conf.
 	ResolvConf []byte
+	// HostHosts is the host's hosts file, which a hostNetwork pod gets a
+	// copy of, as in kubelet; empty means /etc/hosts.
+	HostHosts string
 }
 
 // Sandbox names what Create made. Every path is absolute.
@@ -86,6 +89,13 @@ func hostsFile(hostname string, ips []string) []byte {
 		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
 	}
 	return b.Bytes()
+}
+
+// hostNetworkHostsFile renders /etc/hosts of a hostNetwork pod as kubelet
+// does: a copy of the host's, so the host's own name and entries resolve
+// (etcd and the kubeadm static pods rely on it).
+func hostNetworkHostsFile(host []byte) []byte {
+	return append([]byte("# Kubernetes-managed hosts file (host network).\n"), host...)
 }
 
 // WriteHosts (re)writes dir/etc/hosts for the pod's hostname and IPs. It

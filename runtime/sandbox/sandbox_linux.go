@@ -174,11 +174,28 @@ func (s *Sandbox) writeFiles(cfg Config) error {
 	if err := writeInPlace(s.ResolvConf, cfg.ResolvConf); err != nil {
 		return err
 	}
+	if cfg.HostNetwork {
+		return writeHostNetworkHosts(s.Hosts, cfg.HostHosts)
+	}
 	if _, err := os.Stat(s.Hosts); err == nil {
 		// Keep the pod IPs an earlier WriteHosts recorded.
 		return nil
 	}
 	return WriteHosts(s.Dir, cfg.Hostname, nil)
+}
+
+// writeHostNetworkHosts copies the host's hosts file for a hostNetwork pod.
+// A copy made when the sandbox is created, not a bind of the live file, as
+// kubelet does: the container cannot write the host's file through it.
+func writeHostNetworkHosts(path, hostHosts string) error {
+	if hostHosts == "" {
+		hostHosts = "/etc/hosts"
+	}
+	host, err := os.ReadFile(hostHosts)
+	if err != nil {
+		return fmt.Errorf("copy the host's hosts file for a hostNetwork pod: %w", err)
+	}
+	return writeInPlace(path, hostNetworkHostsFile(host))
 }
 
 // Remove unmounts and deletes everything Create made under dir, then dir
