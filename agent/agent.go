@@ -41,11 +41,16 @@ type parts struct {
 // run is the agent proper: it returns when ctx is done and every goroutine
 // it started has stopped. Pods keep running: they belong to their shims.
 func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
+	name, err := nodeName(cfg.NodeName)
+	if err != nil {
+		return fmt.Errorf("node name (set --node-name): %w", err)
+	}
 	ctl := reconcile.New(reconcile.Options{
 		Runtime: p.runtime,
 		Network: p.network,
 		Log:     log,
 		Metrics: reconcile.NewMetrics(p.registry),
+		Node:    node(name, newHostIPs(log)),
 	})
 	errMetrics := newManifestMetrics(p.registry)
 	if p.metrics != nil {

@@ -38,6 +38,7 @@ type Config struct {
 	CgroupParent string `json:"cgroup-parent"`
 	PodPidsLimit int64  `json:"pod-pids-limit"`
 	UsernsRange  string `json:"userns-range"`
+	NodeName     string `json:"node-name"`
 }
 
 // Defaults for the agent's configuration.
@@ -84,6 +85,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CgroupParent, "cgroup-parent", c.CgroupParent, "cgroup under which every pod gets pod<uid>/<container>")
 	fs.Int64Var(&c.PodPidsLimit, "pod-pids-limit", c.PodPidsLimit, "most processes and threads one pod may have; -1 for no limit")
 	fs.StringVar(&c.UsernsRange, "userns-range", c.UsernsRange, "host IDs START-END from which each pod gets a private range of 65536")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "the pods' spec.nodeName; empty means the host name")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file

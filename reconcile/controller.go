@@ -52,6 +52,18 @@ type Options struct {
 	Resync time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Node describes the host in the pods' spec and status.
+	Node Node
+}
+
+// Node is the host as pods see it, as a kubelet's node: spec.nodeName and
+// status.hostIP(s).
+type Node struct {
+	Name string
+	// IPs returns the host's addresses, the primary one first; nil means
+	// none are known. It is called whenever a status is computed, so it
+	// must be cheap.
+	IPs func() []string
 }
 
 // Controller runs one worker goroutine per pod key (namespace/name), each
@@ -64,6 +76,7 @@ type Controller struct {
 	log     *slog.Logger
 	resync  time.Duration
 	metrics *Metrics
+	node    Node
 
 	snapshotPoke chan struct{}
 	relistPoke   chan struct{}
@@ -90,6 +103,7 @@ func New(opts Options) *Controller {
 		log:          opts.Log,
 		resync:       cmp.Or(opts.Resync, defaultResync),
 		metrics:      opts.Metrics,
+		node:         opts.Node,
 		snapshotPoke: make(chan struct{}, 1),
 		relistPoke:   make(chan struct{}, 1),
 		workers:      make(map[string]*worker),

@@ -293,3 +293,30 @@ func equalQuantities(a, b corev1.ResourceList) bool {
 	}
 	return true
 }
+
+// describe fills in what a kubelet's node adds to a pod it runs: the node
+// name, the host's addresses, a hostNetwork pod's addresses (the host's),
+// and a creation time (static pods have no API server to set it: the time
+// the pod was first seen, its startTime).
+func (n Node) describe(p *corev1.Pod) {
+	p.Spec.NodeName = n.Name
+	if p.Status.StartTime != nil {
+		p.CreationTimestamp = *p.Status.StartTime
+	}
+	if n.IPs == nil {
+		return
+	}
+	ips := n.IPs()
+	if len(ips) == 0 {
+		return
+	}
+	p.Status.HostIP = ips[0]
+	p.Status.HostIPs = nil
+	for _, ip := range ips {
+		p.Status.HostIPs = append(p.Status.HostIPs, corev1.HostIP{IP: ip})
+	}
+	if p.Spec.HostNetwork {
+		p.Status.PodIP = ips[0]
+		p.Status.PodIPs = podIPs(ips)
+	}
+}

@@ -172,3 +172,36 @@ func TestPodStatusProblem(t *testing.T) {
 		t.Errorf("condition = %+v, want PodReadyToStartContainers False", c)
 	}
 }
+
+func TestNodeDescribe(t *testing.T) {
+	started := metav1.NewTime(epoch)
+	node := Node{Name: "node-1", IPs: func() []string { return []string{"192.0.2.7", "2001:db8::7"} }}
+	for _, tc := range []struct {
+		name        string
+		hostNetwork bool
+		podIP       string
+		wantPodIPs  []corev1.PodIP
+	}{
+		{name: "pod network", podIP: "10.85.0.2", wantPodIPs: []corev1.PodIP{{IP: "10.85.0.2"}}},
+		{name: "host network", hostNetwork: true, wantPodIPs: []corev1.PodIP{{IP: "192.0.2.7"}, {IP: "2001:db8::7"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: tc.hostNetwork, NodeName: "from-manifest"}}
+			p.Status.StartTime = &started
+			if tc.podIP != "" {
+				p.Status.PodIP, p.Status.PodIPs = tc.podIP, []corev1.PodIP{{IP: tc.podIP}}
+			}
+			node.describe(p)
+			if p.Spec.NodeName != "node-1" || !p.CreationTimestamp.Equal(&started) {
+				t.Errorf("nodeName %q, creationTimestamp %v; want node-1, %v", p.Spec.NodeName, p.CreationTimestamp, started)
+			}
+			wantHost := []corev1.HostIP{{IP: "192.0.2.7"}, {IP: "2001:db8::7"}}
+			if p.Status.HostIP != "192.0.2.7" || !cmp.Equal(p.Status.HostIPs, wantHost) {
+				t.Errorf("hostIP %q, hostIPs %v; want 192.0.2.7, %v", p.Status.HostIP, p.Status.HostIPs, wantHost)
+			}
+			if p.Status.PodIP != tc.wantPodIPs[0].IP || !cmp.Equal(p.Status.PodIPs, tc.wantPodIPs) {
+				t.Errorf("podIP %q, podIPs %v; want %v", p.Status.PodIP, p.Status.PodIPs, tc.wantPodIPs)
+			}
+		})
+	}
+}

@@ -463,6 +463,7 @@ func (w *worker) publish() {
 func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now time.Time) *corev1.Pod {
 	p := pod.DeepCopy()
 	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now})
+	w.c.node.describe(p)
 	if v != nil && !v.deletingFrom.IsZero() {
 		grace := int64(gracePeriod(pod) / time.Second)
 		p.DeletionTimestamp = &metav1.Time{Time: v.deletingFrom}

@@ -645,5 +645,15 @@ func mfCheckPs(a *rootAgent, pod *corev1.Pod) {
 		if err := running(&p); err != nil {
 			t.Errorf("peapod ps -o %s: containerStatuses: %v", format, err)
 		}
+		// What a kubelet's node adds, which tools reading /pods expect.
+		host, _ := os.Hostname()
+		if p.Spec.NodeName != strings.ToLower(host) || p.CreationTimestamp.IsZero() {
+			t.Errorf("peapod ps -o %s: nodeName %q, creationTimestamp %v; want %q and a time", format, p.Spec.NodeName, p.CreationTimestamp, host)
+		}
+		if hostIP, err := netip.ParseAddr(p.Status.HostIP); err != nil || len(p.Status.HostIPs) == 0 || p.Status.HostIPs[0].IP != p.Status.HostIP {
+			t.Errorf("peapod ps -o %s: hostIP %q, hostIPs %v; want the host's address (%v)", format, p.Status.HostIP, p.Status.HostIPs, err)
+		} else if a.PodCIDR.Contains(hostIP) {
+			t.Errorf("peapod ps -o %s: hostIP %s is a pod address", format, hostIP)
+		}
 	}
 }
