@@ -245,6 +245,12 @@ func serveSpare(podsDir string, ready *os.File, newLauncher launcherFunc) error 
 	if err := adopt(dir); err != nil {
 		return err
 	}
+	// Show the pod's directory in ps, as a launched shim does. A spare
+	// whose command line could not change is still told by its working
+	// directory.
+	if err := setCmdline(os.Args[0], Command, stageServe, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "peapod shim: show the pod directory on the command line:", err)
+	}
 	return serveDir(dir, ready, newLauncher)
 }
 
@@ -289,9 +295,10 @@ func awaitPod(ready *os.File, podsDir string) (string, error) {
 
 // adopt makes the spare the shim of dir to whoever looks at it: its output
 // goes to the pod's shim log, and its working directory becomes dir, which
-// is how the runtime tells a bound spare (its command line names only the
-// pods directory) from a process that reused its PID (see IsShimFor). Both
-// come before the PID file, which tells the runtime which process to kill.
+// is how the runtime tells a bound spare whose command line still names
+// only the pods directory from a process that reused its PID (see Serves).
+// Both come before the PID file, which tells the runtime which process to
+// kill.
 func adopt(dir string) error {
 	logf, err := openLog(dir)
 	if err != nil {

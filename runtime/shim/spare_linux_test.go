@@ -76,6 +76,10 @@ func TestSpareBindsAndServes(t *testing.T) {
 	if got := shimPID(t, dir); got != pid {
 		t.Errorf("shim.pid %d, want the spare's %d", got, pid)
 	}
+	// Bound, it reads as a shim launched for its pod, in ps too.
+	if got := cmdline(t, pid); len(got) != 4 || got[1] != Command || got[2] != stageServe || got[3] != dir {
+		t.Errorf("bound spare command line %q, want [peapod %s %s %s]", got, Command, stageServe, dir)
+	}
 	// The runtime tells a pod's shim from a process that reused its PID.
 	if !Serves(pid, dir) {
 		t.Errorf("Serves(%d, %s) = false for the bound spare", pid, dir)
