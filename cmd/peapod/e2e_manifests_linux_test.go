@@ -345,6 +345,28 @@ func TestManifestEditLifecycle(t *testing.T) {
 	mfHealthy(a)
 }
 
+// TestManifestWarningsLogged checks that the agent logs, once, the warnings
+// that `peapod validate` prints for a manifest it admits.
+func TestManifestWarningsLogged(t *testing.T) {
+	a := newRootAgent(t)
+	a.start()
+	since := len(a.log.String())
+	a.writeManifest("warn.yaml", mfPod("warn", a.Image, "100000")+"  priorityClassName: high\n")
+	if got := a.waitLogField(since, "manifest warning", "warning"); !strings.Contains(got, "spec.priorityClassName: ignored") {
+		t.Errorf("logged warning %q, want spec.priorityClassName ignored", got)
+	}
+	_, pid := mfRunning(a, "default/warn")
+	out, code := runPeapod(t, "validate", filepath.Join(a.cfg.Manifests, "warn.yaml"))
+	if code != 0 || !strings.Contains(out, "spec.priorityClassName: ignored") {
+		t.Errorf("peapod validate: exit %d, want 0 with the same warning:\n%s", code, out)
+	}
+	a.removeManifest("warn.yaml")
+	mfWaitGone(a, "default/warn", pid)
+	if n := strings.Count(a.log.String()[since:], "spec.priorityClassName"); n != 1 {
+		t.Errorf("the warning was logged %d times, want once", n)
+	}
+}
+
 // TestManifestBadInput drops every kind of bad file next to a running pod:
 // each is reported (editor files are ignored), the pod carries on and the
 // agent stays healthy.
