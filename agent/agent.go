@@ -73,10 +73,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	warnings := newWarningLog(log)
+	rejected := &rejectedFiles{}
 	g.Go(func() error {
 		return src.Run(ctx, func(s manifests.Snapshot) {
 			errMetrics.observe(s)
 			warnings.observe(s)
+			rejected.observe(s)
 			ctl.Update(s)
 		})
 	})
@@ -85,7 +87,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		g.Go(func() error { return p.netGC.collectPeriodically(ctx, log, netGCInterval) })
 	}
 	g.Go(func() error {
-		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)
+		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)
 	})
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second}, metricsL)

@@ -26,6 +26,11 @@ type PodLister interface {
 	Pods() []corev1.Pod
 }
 
+// rejectedLister lists the manifest files the agent refused.
+type rejectedLister interface {
+	list() []RejectedFile
+}
+
 // Info is what the agent tells its clients about itself, so that they need
 // not repeat its flags.
 type Info struct {
@@ -38,10 +43,14 @@ type Info struct {
 //	GET /v1/info                   the agent's Info
 //	GET /v1/pods                   a v1.PodList of every pod
 //	GET /v1/pods/{namespace}/{name} one v1.Pod
-func statusHandler(pods PodLister, info Info) http.Handler {
+//	GET /v1/rejected               the rejected manifest files ([]RejectedFile)
+func statusHandler(pods PodLister, rejected rejectedLister, info Info) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, info)
+	})
+	mux.HandleFunc("GET /v1/rejected", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, rejected.list())
 	})
 	mux.HandleFunc("GET /v1/pods", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, podList(pods.Pods()))
@@ -142,6 +151,15 @@ func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Po
 		return nil, err
 	}
 	return &pod, nil
+}
+
+// Rejected returns the manifest files the agent refused.
+func (c *Client) Rejected(ctx context.Context) ([]RejectedFile, error) {
+	var files []RejectedFile
+	if err := c.get(ctx, "/v1/rejected", &files); err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 // Info returns what the agent tells about itself.

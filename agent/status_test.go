@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peapod/peapod/manifests"
 )
 
 type staticPods []corev1.Pod
@@ -33,10 +36,15 @@ func TestStatusAPI(t *testing.T) {
 		t.Errorf("status socket mode %o, want 0600", perm)
 	}
 	pods := staticPods{{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: "u1"}}}
+	rejected := &rejectedFiles{}
+	rejected.observe(manifests.Snapshot{
+		Pods:   []*manifests.Pod{{Pod: &pods[0], File: "/m/web.yaml", Held: true}},
+		Errors: []manifests.FileError{{File: "/m/web.yaml", Err: errors.New("/m/web.yaml: document 1: spec.contianers: unknown field")}},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, slog.New(slog.DiscardHandler), &http.Server{Handler: statusHandler(pods, Info{LogDir: "/logs"})}, l)
+		done <- serve(ctx, slog.New(slog.DiscardHandler), &http.Server{Handler: statusHandler(pods, rejected, Info{LogDir: "/logs"})}, l)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -52,6 +60,10 @@ func TestStatusAPI(t *testing.T) {
 	}
 	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 1 || list.Items[0].Kind != "Pod" {
 		t.Errorf("ListPods = %+v, want a v1 PodList of one Pod", list)
+	}
+	want := []RejectedFile{{File: "/m/web.yaml", Error: "/m/web.yaml: document 1: spec.contianers: unknown field", Kept: []string{"default/web"}}}
+	if got, err := c.Rejected(ctx); err != nil || !cmp.Equal(got, want) {
+		t.Errorf("Rejected = %+v, %v; want %+v", got, err, want)
 	}
 	if info, err := c.Info(ctx); err != nil || info.LogDir != "/logs" {
 		t.Errorf("Info = %+v, %v; want log dir /logs", info, err)

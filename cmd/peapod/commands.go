@@ -85,10 +85,17 @@ func newPsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			list, err := (&agent.Client{StateDir: stateDir}).ListPods(ctx)
+			client := &agent.Client{StateDir: stateDir}
+			list, err := client.ListPods(ctx)
 			if err != nil {
 				return err
 			}
+			// On stderr, so that -o json and -o yaml stay parseable.
+			rejected, err := client.Rejected(ctx)
+			if err != nil {
+				return err
+			}
+			defer agent.PrintRejected(os.Stderr, rejected)
 			switch output {
 			case "":
 				return agent.PrintPods(os.Stdout, list.Items, time.Now())

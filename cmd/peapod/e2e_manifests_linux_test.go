@@ -329,6 +329,12 @@ func TestManifestEditLifecycle(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "site.yaml") || !strings.Contains(out, "spec.restartPolcy") {
 		t.Errorf("peapod validate on the broken file: exit %d, want 1 naming the file and spec.restartPolcy:\n%s", code, out)
 	}
+	// ps lists the rejected file, and the pod kept from it, below the pods.
+	out, code = runPeapod(t, "ps", "--state", a.cfg.State)
+	if code != 0 || !strings.Contains(out, "1 manifest file(s) rejected") || !strings.Contains(out, "spec.restartPolcy") ||
+		!strings.Contains(out, "kept running: [default/web]") {
+		t.Errorf("peapod ps with a rejected file: exit %d, want the file and the kept pod listed:\n%s", code, out)
+	}
 
 	// Fixing it (with a change) updates the pod; the error clears.
 	a.writeManifest("site.yaml", mfPod("web", a.Image, "100002"))
