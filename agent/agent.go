@@ -36,6 +36,9 @@ type parts struct {
 	// netGC, when set, collects the network state of vanished pods
 	// periodically.
 	netGC *guardedNetwork
+	// notifier tells systemd (or another service manager) how the agent
+	// is doing; its zero value does nothing.
+	notifier *notifier
 }
 
 // run is the agent proper: it returns when ctx is done and every goroutine
@@ -88,6 +91,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	}
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)
+	})
+	g.Go(func() error {
+		p.notifier.run(ctx, ctl.Ready(), ctl.Healthy, func() string { return summary(ctl, rejected) })
+		return nil
 	})
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second}, metricsL)

@@ -43,6 +43,8 @@ type Config struct {
 
 // Defaults for the agent's configuration.
 const (
+	// DefaultConfigFile is read when it exists and --config is not given.
+	DefaultConfigFile  = "/etc/peapod/config.yaml"
 	DefaultManifests   = "/etc/peapod/manifests"
 	DefaultRoot        = "/var/lib/peapod"
 	DefaultState       = "/run/peapod"

@@ -24,6 +24,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// First: it takes the notify protocol's variables out of the
+	// environment that shims and containers inherit.
+	notify := newNotifier(log)
 	lock, err := prepareDirs(cfg)
 	if err != nil {
 		return err
@@ -68,6 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		netGC:    gnet,
 		registry: newRegistry(),
 		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
+		notifier: notify,
 	})
 }
 

@@ -18,6 +18,7 @@ deps() {
 	command -v nft >/dev/null || need+=(nftables)
 	command -v ip >/dev/null || need+=(iproute2)
 	command -v promtool >/dev/null || need+=(prometheus)
+	command -v systemd-analyze >/dev/null || need+=(systemd)
 	((${#need[@]})) || return 0
 	if (($(id -u) != 0)); then
 		echo "test.sh: missing ${need[*]}; install them or run as root" >&2

@@ -89,6 +89,7 @@ type Controller struct {
 	afterTurn func()
 
 	mu         sync.Mutex
+	ready      readiness
 	snapshot   *manifests.Snapshot
 	workers    map[string]*worker
 	relistKeys map[string]bool
@@ -106,6 +107,7 @@ func New(opts Options) *Controller {
 		node:         opts.Node,
 		snapshotPoke: make(chan struct{}, 1),
 		relistPoke:   make(chan struct{}, 1),
+		ready:        newReadiness(),
 		workers:      make(map[string]*worker),
 		relistKeys:   make(map[string]bool),
 	}

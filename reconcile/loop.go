@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,6 +123,9 @@ func (l *loop) relist(ctx context.Context, all bool) {
 		l.observed[key] = append(l.observed[key], p)
 	}
 	l.indexUIDs()
+	// Before the workers get their input: one could sync before it is
+	// expected otherwise.
+	l.c.expectAdoption(slices.Collect(maps.Keys(l.observed)))
 	l.distribute(ctx)
 }
 

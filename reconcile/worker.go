@@ -123,11 +123,14 @@ func (w *worker) run(ctx context.Context) {
 		// would have no gone entry to discard it and would adopt a sandbox
 		// that no longer exists.
 		if w.target == nil && len(w.views) == 0 && len(w.gone) == 0 && retryAt.IsZero() && w.c.retire(w) {
+			w.c.synced(w.key)
 			w.c.hook()
 			return
 		}
 		w.arm(retryAt)
 		w.publish()
+		// After publish: a client told the agent is ready sees the pod.
+		w.c.synced(w.key)
 	}
 }
 

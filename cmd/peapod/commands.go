@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,14 +20,29 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	flags := agent.DefaultConfig()
-	var configFile string
+	configFile := agent.DefaultConfigFile
+	var printConfig bool
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent: watch --manifests and keep its pods running",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := agent.LoadConfig(configFile, cmd.Flags(), &flags)
+			path := configFile
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("config") {
+				// The default file is optional; a file named on the
+				// command line is not.
+				path = ""
+			}
+			cfg, err := agent.LoadConfig(path, cmd.Flags(), &flags)
 			if err != nil {
+				return err
+			}
+			if printConfig {
+				b, err := yaml.Marshal(cfg)
+				if err != nil {
+					return err
+				}
+				_, err = os.Stdout.Write(b)
 				return err
 			}
 			log := cfg.NewLogger(os.Stderr)
@@ -39,7 +55,8 @@ func newAgentCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "", "YAML file with the same keys as the flags; flags given on the command line win")
+	cmd.Flags().StringVar(&configFile, "config", configFile, "YAML file with the same keys as the flags (optional at its default path); flags given on the command line win")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration as YAML and exit")
 	flags.BindFlags(cmd.Flags())
 	return cmd
 }

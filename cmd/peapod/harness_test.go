@@ -81,9 +81,11 @@ func runPeapod(t *testing.T, args ...string) (string, int) {
 
 // testAgent is one `peapod agent` process on temporary directories.
 type testAgent struct {
-	t       *testing.T
-	cfg     agent.Config
-	args    []string
+	t    *testing.T
+	cfg  agent.Config
+	args []string
+	// env is added to the agent's environment at every start.
+	env     []string
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	metrics string // http://host:port
@@ -143,6 +145,7 @@ func (a *testAgent) start() {
 	// Only this run's log counts: a restarted agent logs its own address.
 	since := len(a.log.String())
 	a.cmd = exec.Command(peapodBin, a.args...)
+	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {

@@ -1,0 +1,58 @@
+package reconcile
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/peapod/peapod/manifests"
+)
+
+// isReady reports whether the controller's Ready channel is closed.
+func isReady(c *Controller) bool {
+	select {
+	case <-c.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// TestReadyAfterAdoption checks that the controller is ready only once the
+// pods running at its start have been synced, and that a new pod does not
+// hold it up.
+func TestReadyAfterAdoption(t *testing.T) {
+	h := newHarness(t)
+	web := testPod("web", "web-1")
+	// Its container exited while the agent was down: adopting the pod
+	// restarts it, and the test holds that start.
+	h.rt.add(runningState(web, ContainerState{
+		Name: "web", Phase: ContainerExited, ExitCode: 3, StartedAt: epoch.Add(-time.Hour), FinishedAt: epoch.Add(-time.Minute),
+	}))
+	release := h.rt.block(web.UID())
+	api := testPod("api", "api-1")
+	blockAPI := h.rt.block(api.UID())
+	defer blockAPI()
+	h.start()
+	if isReady(h.c) {
+		t.Fatal("ready before the first snapshot")
+	}
+	h.c.Update(snapshot(web, api))
+	h.eventually("web's restart under way", func() bool { return slices.Contains(h.log.get(), "start web-1/web/1") })
+	if isReady(h.c) {
+		t.Fatal("ready while a running pod is still being adopted")
+	}
+	release()
+	h.eventually("ready", func() bool { return isReady(h.c) })
+	// api, a new pod, is still blocked in its sandbox creation.
+	if got := h.log.get(); !slices.Contains(got, "create api-1") || slices.Contains(got, "start api-1/api/0") {
+		t.Errorf("calls %q, want api's creation entered and not past it", got)
+	}
+}
+
+func TestReadyWithNothingRunning(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.c.Update(manifests.Snapshot{})
+	h.eventually("ready", func() bool { return isReady(h.c) })
+}
