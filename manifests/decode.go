@@ -265,8 +265,10 @@ func parseDocument(f *findings, doc document) ([]byte, map[string]any) {
 	return data, raw
 }
 
-// decodeChecked decodes a Pod and applies fieldRules. It returns nil if a
-// field is unknown, unsupported or of the wrong type.
+// decodeChecked decodes a Pod and applies fieldRules. It returns nil if the
+// document does not fit the Pod type; a pod with unknown or unsupported
+// fields is returned, with those recorded in f, so that its values are
+// validated too and one pass reports every problem of the document.
 func decodeChecked(f *findings, data []byte, raw map[string]any) *corev1.Pod {
 	pod, unknown, err := decodeStrict(f, data)
 	checkFields(f, raw, unknown)
@@ -275,7 +277,7 @@ func decodeChecked(f *findings, data []byte, raw map[string]any) *corev1.Pod {
 	if err != nil && (!isQuantityError(err) || len(f.errs) == 0) {
 		f.fail(nil, "%v", err)
 	}
-	if err != nil || len(f.errs) > 0 {
+	if err != nil {
 		return nil
 	}
 	return pod

@@ -514,3 +514,23 @@ func BenchmarkDecodeLargest(b *testing.B) {
 		Decode("/m/big.yaml", data)
 	}
 }
+
+// TestDecodeReportsEverything checks that one pass reports the unknown and
+// unsupported fields of a document and its bad values together.
+func TestDecodeReportsEverything(t *testing.T) {
+	data := manifest("  hostPID: true\n", "    imagee: x\n    ports:\n    - containerPort: 70000\n    workingDir: relative\n")
+	_, err := Decode("/m/web.yaml", []byte(data))
+	if err == nil {
+		t.Fatal("Decode succeeded")
+	}
+	for _, want := range []string{
+		"spec.containers[0].imagee: unknown field",
+		"spec.hostPID: not supported",
+		"spec.containers[0].ports[0].containerPort",
+		"spec.containers[0].workingDir",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
