@@ -98,7 +98,7 @@ func hostPathRisk(dir string, readOnly, hostUsers bool) string {
 	if readOnly && len(can) == 0 {
 		return ""
 	}
-	can = append(can, "read every world-readable file")
+	can = append(can, "and read every world-readable file")
 	fix := "mount a narrower directory"
 	if !readOnly {
 		fix += " or set readOnly: true"
