@@ -84,7 +84,8 @@ func hostPathRisk(dir string, readOnly, hostUsers bool) string {
 		if readOnly {
 			can = "read every file there, secrets included"
 		}
-		return fmt.Sprintf("mounts host directory %s %s into a container that runs as host root (hostUsers: true): it can %s", dir, mode, can)
+		return fmt.Sprintf("mounts host directory %s %s into a container in the host's user namespace (hostUsers: true), where root is host root: it can %s",
+			dir, mode, can)
 	}
 	var can []string
 	if !readOnly {

@@ -38,9 +38,9 @@ func TestHostPathWarnings(t *testing.T) {
 		{name: "an application directory is quiet", path: "/var/lib/app"},
 		{name: "a socket under /run is quiet", path: "/run/app.sock"},
 		{name: "hostUsers: true, writable", path: "/usr", hostUsers: true,
-			want: []string{"/usr writable into a container that runs as host root (hostUsers: true): it can change anything there"}},
+			want: []string{"/usr writable into a container in the host's user namespace (hostUsers: true), where root is host root: it can change anything there"}},
 		{name: "hostUsers: true, read-only", path: "/etc", readOnly: true, hostUsers: true,
-			want: []string{"/etc read-only into a container that runs as host root", "read every file there, secrets included"}},
+			want: []string{"/etc read-only into a container in the host's user namespace", "read every file there, secrets included"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
