@@ -42,7 +42,8 @@ type SourceOptions struct {
 	// before it is rescanned, unless the change is complete (see
 	// runner.complete). Default 5ms.
 	Debounce time.Duration
-	// Log receives state changes and rejected manifests. Default: discarded.
+	// Log receives state changes, rejected manifests and the warnings of
+	// new pods. Default: discarded.
 	Log *slog.Logger
 }
 
