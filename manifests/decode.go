@@ -126,6 +126,11 @@ func readManifest(path string) ([]byte, error) {
 	if !info.Mode().IsRegular() {
 		return nil, &Error{File: path, Doc: -1, Msg: "not a regular file"}
 	}
+	return readLimited(f, path)
+}
+
+// readLimited reads f, the manifest at path, refusing it over MaxFileSize.
+func readLimited(f *os.File, path string) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err

@@ -25,7 +25,8 @@ type Pod struct {
 	// (from 0).
 	File string
 	Doc  int
-	// Warnings name fields peapod accepts but ignores.
+	// Warnings name fields peapod accepts but ignores, and settings it
+	// honours that weaken isolation (a writable hostPath of /etc).
 	Warnings []string
 	// Held is set by the Source when the file no longer decodes and this is
 	// its last good version, kept running until the file is fixed or removed.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 const (
@@ -41,7 +42,8 @@ type SourceOptions struct {
 	// before it is rescanned, unless the change is complete (see
 	// runner.complete). Default 5ms.
 	Debounce time.Duration
-	// Log receives state changes and rejected manifests. Default: discarded.
+	// Log receives state changes, rejected manifests and the warnings of
+	// new pods. Default: discarded.
 	Log *slog.Logger
 }
 
@@ -261,6 +263,7 @@ func (r *runner) logChange(snap Snapshot) {
 			r.log.Warn("manifest rejected", "file", fe.File, "err", fe.Err)
 		}
 	}
+	r.logWarnings(snap)
 	held := 0
 	for _, p := range snap.Pods {
 		if p.Held {
@@ -268,6 +271,25 @@ func (r *runner) logChange(snap Snapshot) {
 		}
 	}
 	r.log.Info("desired state changed", "pods", len(snap.Pods), "held", held, "errors", len(snap.Errors))
+}
+
+// logWarnings logs the warnings of each pod version that was not in the
+// last snapshot, so that each is logged once, when its manifest is read.
+func (r *runner) logWarnings(snap Snapshot) {
+	known := make(map[types.UID]bool)
+	if r.last != nil {
+		for _, p := range r.last.Pods {
+			known[p.UID()] = true
+		}
+	}
+	for _, p := range snap.Pods {
+		if known[p.UID()] {
+			continue
+		}
+		for _, w := range p.Warnings {
+			r.log.Warn("manifest warning", "file", p.File, "pod", p.Key(), "warning", w)
+		}
+	}
 }
 
 // sameSnapshot reports whether two snapshots ask for the same pods and

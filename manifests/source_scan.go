@@ -36,7 +36,7 @@ func newScanner(dir string) *scanner {
 // cannot be used yields no pods and one error naming the directory: kubelet
 // runs no static pods from a missing directory either.
 func (sc *scanner) scan() Snapshot {
-	entries, err := sc.list()
+	dir, entries, err := sc.list()
 	if err != nil {
 		clear(sc.files)
 		return Snapshot{Errors: []FileError{{File: sc.dir, Err: err}}}
@@ -48,32 +48,45 @@ func (sc *scanner) scan() Snapshot {
 			st = &fileState{}
 			sc.files[e.Name()] = st
 		}
-		sc.refresh(e, st)
+		sc.refresh(dir, e, st)
 	}
 	return sc.snapshot(entries)
 }
 
-// list returns the manifest candidates in the directory, sorted by name,
-// after checking that only root or the agent can add or replace them.
-func (sc *scanner) list() ([]fs.DirEntry, error) {
-	fi, err := os.Stat(sc.dir)
+// checkedDir is the manifest directory as one scan resolved and checked it.
+type checkedDir struct {
+	path string // free of symlinks
+	info fs.FileInfo
+}
+
+// list returns the manifest directory, resolved, and the manifest
+// candidates in it, sorted by name, after checking that only root or the
+// agent can add or replace them: the directory itself, every directory on
+// the way to it from /, and the directories holding the symlinks on the
+// way, as sudo and sshd check the paths they trust.
+func (sc *scanner) list() (checkedDir, []fs.DirEntry, error) {
+	root, err := os.Lstat("/")
+	if err != nil {
+		return checkedDir{}, nil, err
+	}
+	path, fi, err := resolveChecked("/", root, sc.dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("directory does not exist; no pods run until it is created: %w", err)
+		return checkedDir{}, nil, fmt.Errorf("directory does not exist; no pods run until it is created: %w", err)
 	}
 	if err != nil {
-		return nil, err
+		return checkedDir{}, nil, err
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("refusing %s: it is %s, not a directory", sc.dir, kindOf(fi.Mode()))
+		return checkedDir{}, nil, fmt.Errorf("refusing %s: it is %s, not a directory", path, kindOf(fi.Mode()))
 	}
-	if err := checkWriters(sc.dir, fi); err != nil {
-		return nil, err
+	if err := checkWriters(path, fi); err != nil {
+		return checkedDir{}, nil, err
 	}
-	entries, err := os.ReadDir(sc.dir)
+	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, err
+		return checkedDir{}, nil, err
 	}
-	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
+	return checkedDir{path: path, info: fi}, slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
 		return e.IsDir() || !isManifestName(e.Name())
 	}), nil
 }
@@ -107,25 +120,33 @@ func (sc *scanner) forgetRemoved(entries []fs.DirEntry) {
 	}
 }
 
-// refresh brings st up to date with the file e names, decoding it only when
-// it is a different version from the one decoded last. The check and the
-// read resolve the path separately: replacing the file in between takes
-// write access to its directory, which the checks grant only to root and
-// the agent, and taking the identity before the read means a change in
-// between is decoded again at the next scan. DecodeFile opens with
-// O_NONBLOCK, so even such a swap to a FIFO cannot block the scan.
-func (sc *scanner) refresh(e fs.DirEntry, st *fileState) {
-	path := filepath.Join(sc.dir, e.Name())
-	id, err := checkFile(path, e.Type()&fs.ModeSymlink != 0)
+// refresh brings st up to date with the file e names in dir, decoding it
+// only when it is a different version from the one decoded last. A symlink
+// is resolved with the same checks as the directory. The Lstat of the
+// resolved file tells whether it changed, and keeps special files from
+// being opened; the owner and mode are checked on the open file the
+// manifest is read from (readChecked).
+func (sc *scanner) refresh(dir checkedDir, e fs.DirEntry, st *fileState) {
+	path, fi, err := resolveChecked(dir.path, dir.info, e.Name())
 	if err != nil {
 		st.id, st.err = fileID{}, err
 		return
 	}
-	if id == st.id {
+	if !fi.Mode().IsRegular() {
+		st.id, st.err = fileID{}, fmt.Errorf("refusing %s: it is %s, not a regular file", path, kindOf(fi.Mode()))
+		return
+	}
+	if idOf(fi) == st.id {
+		return
+	}
+	id, data, err := readChecked(path)
+	if err != nil {
+		st.id, st.err = fileID{}, err
 		return
 	}
 	st.id = id
-	pods, err := DecodeFile(path)
+	// Named as the user put it in the directory, not by its target.
+	pods, err := Decode(filepath.Join(sc.dir, e.Name()), data)
 	if err != nil {
 		st.err = err
 		return
@@ -133,52 +154,11 @@ func (sc *scanner) refresh(e fs.DirEntry, st *fileState) {
 	st.good, st.err = pods, nil
 }
 
-// checkFile returns the identity of the regular file that path names,
-// directly or through symlinks, once it is sure that only root or the agent
-// can change it: the file, and for a symlink the directory holding the
-// target, must not be writable by anyone else. It never opens the file, so a
-// FIFO or a device cannot block or feed the scan.
-func checkFile(path string, symlink bool) (fileID, error) {
-	target := path
-	if symlink {
-		var err error
-		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return fileID{}, fmt.Errorf("follow symlink: %w", err)
-		}
-	}
-	fi, err := os.Stat(target)
-	if err != nil {
-		return fileID{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return fileID{}, fmt.Errorf("refusing %s: it is %s, not a regular file", target, kindOf(fi.Mode()))
-	}
-	if err := checkWriters(target, fi); err != nil {
-		return fileID{}, err
-	}
-	if symlink {
-		if err := checkDir(filepath.Dir(target)); err != nil {
-			return fileID{}, err
-		}
-	}
-	return idOf(fi), nil
-}
-
-// checkDir checks the directory holding a symlink's target, where whoever
-// can write could swap the file for another.
-func checkDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	return checkWriters(dir, fi)
-}
-
 // checkWriters refuses path unless only root or the agent's own user can
 // write it. Accepting the agent's euid as well as root lets the source run
 // unprivileged (tests, "peapod validate") without weakening it as root.
 func checkWriters(path string, fi fs.FileInfo) error {
-	if uid := ownerOf(fi); uid != 0 && int(uid) != os.Geteuid() {
+	if uid := ownerOf(fi); !trustedUID(uid) {
 		return &unsafeError{path: path, reason: fmt.Sprintf("it is owned by uid %d", uid), fix: "chown root"}
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {

@@ -293,6 +293,30 @@ func TestRescanUnchanged(t *testing.T) {
 	}
 }
 
+// TestWarningsLoggedOnce checks that the warnings of a manifest reach the
+// agent's log when the pod is read, and not again at each rescan.
+func TestWarningsLoggedOnce(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "web.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\n"+
+		"spec:\n  volumes: [{name: etc, hostPath: {path: /etc}}]\n"+
+		"  containers: [{name: c, image: rootfs:/x, volumeMounts: [{name: etc, mountPath: /etc-host}]}]\n")
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	var logs bytes.Buffer
+	src := NewSource(SourceOptions{Dir: dir, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	r := &runner{Source: src, w: watcher, sc: newScanner(dir), update: func(Snapshot) {}}
+	for range 3 {
+		r.rescan()
+	}
+	want := "mounts host directory /etc writable"
+	if n := strings.Count(logs.String(), want); n != 1 {
+		t.Errorf("warning %q logged %d times, want 1:\n%s", want, n, logs.String())
+	}
+}
+
 func TestScanHoldsLastGood(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "web.yaml")

@@ -51,6 +51,7 @@ func validate(f *findings, pod *corev1.Pod) {
 	volumes := validateVolumes(f, pod.Spec.Volumes, spec.Child("volumes"))
 	validateContainers(f, &pod.Spec, volumes, spec.Child("containers"))
 	validateHostPorts(f, pod.Spec.Containers, spec.Child("containers"))
+	warnHostPaths(f, &pod.Spec, spec)
 }
 
 func validateMeta(f *findings, meta *metav1.ObjectMeta, p *field.Path) {

@@ -16,6 +16,9 @@
 //	postrouting         masquerade: pods to the outside, 127.0.0.1:hostPort,
 //	                    pods to pods through a host port (hairpin)
 //	localnet-guard      drop what arrives on the bridge for 127.0.0.0/8
+//	forward             packets for the pod CIDR into the bridge from another
+//	                    interface: jump forward-to-pods
+//	forward-to-pods     accept answers and DNATed host ports, drop the rest
 //
 // State lives under Options.StateDir: one lease file per address in
 // ipam/<cidr>/, made atomically with link(2), and one JSON record per pod

@@ -158,6 +158,11 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		return err
 	}
 	hostSysctls := []sysctl{
+		// For the whole host: the per-interface switch applies to the
+		// interface a packet comes in through, and the answers to the
+		// pods' connections and host port clients come in through any of
+		// them. The table's forward filter keeps other hosts from the
+		// pods' ports.
 		{path: "net/ipv4/ip_forward", value: "1"},
 		// 127.0.0.1:hostPort: the host's own connection to a loopback
 		// address is DNATed to a pod and must be allowed to leave through

@@ -89,6 +89,7 @@ func (f *firewall) addBaseChains(c *nftables.Conn) {
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: post, Exprs: slices.Concat(match, []expr.Any{&expr.Masq{}})})
 	}
 	f.addLocalnetGuard(c)
+	f.addForwardFilter(c)
 }
 
 func (f *firewall) natChain(c *nftables.Conn, name string, hook *nftables.ChainHook, prio nftables.ChainPriority) *nftables.Chain {

@@ -66,7 +66,8 @@ func newValidateCommand() *cobra.Command {
 		Use:   "validate FILE...",
 		Short: "Check manifest files as the agent would, without running anything",
 		Long: "Decode and validate each FILE as the agent would. Errors name the file, the document and\n" +
-			"the field; warnings name fields peapod accepts but ignores. Exit status 1 if any file fails.",
+			"the field; warnings name fields peapod accepts but ignores, and mounts of host system\n" +
+			"directories. Exit status 1 if any file fails.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			failed := false

@@ -31,6 +31,14 @@ spec:
   - {name: web, image: "rootfs:/x"}
 `)
 	deploy := write("deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n")
+	hostEtc := write("host-etc.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes: [{name: etc, hostPath: {path: /etc}}]
+  containers:
+  - {name: web, image: "rootfs:/x", volumeMounts: [{name: etc, mountPath: /host-etc}]}
+`)
 
 	for _, tc := range []struct {
 		name     string
@@ -42,6 +50,8 @@ spec:
 		{"unknown field", []string{typo}, 1, []string{"typo.yaml", "spec.contianers"}},
 		{"unsupported kind", []string{deploy}, 1, []string{"deploy.yaml", "unsupported kind Deployment"}},
 		{"one bad among good", []string{good, typo}, 1, []string{"pod default/web ok", "spec.contianers"}},
+		{"writable hostPath of /etc warns", []string{hostEtc}, 0, []string{
+			"host-etc.yaml: warning: spec.containers[0].volumeMounts[0]: mounts host directory /etc writable", "pod default/web ok"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
