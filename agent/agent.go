@@ -75,12 +75,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		"metrics", metricsL.Addr().String(), "status", statusL.Addr().String())
 
 	g, ctx := errgroup.WithContext(ctx)
-	warnings := newWarningLog(log)
 	rejected := &rejectedFiles{}
 	g.Go(func() error {
 		return src.Run(ctx, func(s manifests.Snapshot) {
 			errMetrics.observe(s)
-			warnings.observe(s)
 			rejected.observe(s)
 			ctl.Update(s)
 		})
