@@ -43,6 +43,8 @@ type SourceOptions struct {
 	Debounce time.Duration
 	// Log receives state changes and rejected manifests. Default: discarded.
 	Log *slog.Logger
+	// Policy decides which pods are valid beyond the manifests themselves.
+	Policy Policy
 }
 
 // Source turns a directory of manifests into Snapshots of the desired state.
@@ -53,11 +55,12 @@ type Source struct {
 	resync   time.Duration
 	debounce time.Duration
 	log      *slog.Logger
+	policy   Policy
 }
 
 // NewSource returns a Source for opts.Dir with defaults filled in.
 func NewSource(opts SourceOptions) *Source {
-	s := &Source{dir: absDir(opts.Dir), resync: opts.Resync, debounce: opts.Debounce, log: opts.Log}
+	s := &Source{dir: absDir(opts.Dir), resync: opts.Resync, debounce: opts.Debounce, log: opts.Log, policy: opts.Policy}
 	if s.resync <= 0 {
 		s.resync = defaultResync
 	}
@@ -74,7 +77,7 @@ func NewSource(opts SourceOptions) *Source {
 // Load reads every manifest in dir once, without watching it. A directory
 // that cannot be used is reported as the only error, with File set to dir.
 func Load(dir string) Snapshot {
-	return newScanner(absDir(dir)).scan()
+	return newScanner(absDir(dir), Policy{}).scan()
 }
 
 // absDir makes dir absolute, as the pods' File fields are. filepath.Abs
@@ -104,7 +107,7 @@ func (s *Source) Run(ctx context.Context, update func(Snapshot)) error {
 	}
 	// Close waits for the watcher's reading goroutine to exit.
 	defer w.Close()
-	r := &runner{Source: s, w: w, sc: newScanner(s.dir), update: update}
+	r := &runner{Source: s, w: w, sc: newScanner(s.dir, s.policy), update: update}
 	return r.loop(ctx)
 }
 
