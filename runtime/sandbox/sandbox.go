@@ -35,6 +35,10 @@ type Config struct {
 	ShmSize int64
 	// ResolvConf is written verbatim to etc/resolv.conf.
 	ResolvConf []byte
+	// Sysctls are set in the pod's network and IPC namespaces, in order,
+	// when they are entered; only sysctls of those namespaces are accepted,
+	// and no network one for a HostNetwork sandbox.
+	Sysctls []Sysctl
 }
 
 // Sandbox names what Create made. Every path is absolute.
