@@ -91,7 +91,9 @@ const (
 )
 
 var (
-	sysctlName    = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*` + sysctlSegment + `$`)
+	sysctlName = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*` + sysctlSegment + `$`)
+	// groupRange is ping_group_range's value; the runtime maps the IDs.
+	groupRange    = regexp.MustCompile(`^\s*[0-9]{1,10}\s+[0-9]{1,10}\s*$`)
 	sysctlPattern = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*([a-z0-9][-_a-z0-9]*)?[a-z0-9*]$`)
 )
 
@@ -116,6 +118,9 @@ func validateSysctls(f *findings, spec *corev1.PodSpec, policy Policy, p *field.
 			continue
 		}
 		name := sysctl.NormalizeName(s.Name)
+		if name == "net.ipv4.ping_group_range" && !groupRange.MatchString(s.Value) {
+			f.fail(sp.Child("value"), "want two group IDs, FIRST LAST, not %q", s.Value)
+		}
 		if seen.Has(name) {
 			f.fail(sp.Child("name"), "duplicate sysctl %q", s.Name)
 		}
