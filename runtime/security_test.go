@@ -94,6 +94,22 @@ func TestBuildSpecSecurityContext(t *testing.T) {
 		t.Errorf("mounts (-want +got):\n%s", diff)
 	}
 
+	// allowPrivilegeEscalation: only false sets no_new_privs, as kubelet's
+	// AddNoNewPrivileges decides.
+	for _, tt := range []struct {
+		allow *bool
+		want  bool
+	}{{nil, false}, {new(true), false}, {new(false), true}} {
+		c.SecurityContext.AllowPrivilegeEscalation = tt.allow
+		spec, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec.NoNewPrivileges != tt.want {
+			t.Errorf("allowPrivilegeEscalation %v: NoNewPrivileges = %v, want %v", tt.allow, spec.NoNewPrivileges, tt.want)
+		}
+	}
+
 	c.SecurityContext.RunAsUser = nil
 	_, err = buildSpec(&specInput{pod: pod, c: c, sandbox: sb})
 	var se *reconcile.StartError
