@@ -31,6 +31,14 @@ spec:
   - {name: web, image: "rootfs:/x"}
 `)
 	deploy := write("deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n")
+	somaxconn := write("somaxconn.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: tuned}
+spec:
+  securityContext: {sysctls: [{name: net.core.somaxconn, value: "1024"}]}
+  containers:
+  - {name: web, image: "rootfs:/x", command: [sleep, "1000"]}
+`)
 
 	for _, tc := range []struct {
 		name     string
@@ -43,6 +51,10 @@ spec:
 		{"unsupported kind", []string{deploy}, 1, []string{"deploy.yaml", "unsupported kind Deployment"}},
 		{"one bad among good", []string{good, typo}, 1, []string{"pod default/web ok", "spec.contianers"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
+		{"unsafe sysctl", []string{somaxconn}, 1, []string{`unsafe sysctl "net.core.somaxconn" is not allowed`}},
+		{"allowed unsafe sysctl", []string{"--allowed-unsafe-sysctls", "net.core.*", somaxconn}, 0, []string{"pod default/tuned ok"}},
+		{"host sysctl allowed", []string{"--allowed-unsafe-sysctls", "kernel.panic", somaxconn}, 1,
+			[]string{`--allowed-unsafe-sysctls: allowed unsafe sysctl "kernel.panic"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, code := runPeapod(t, append([]string{"validate"}, tc.files...)...)
