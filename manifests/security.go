@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/moby/sys/capability"
@@ -91,9 +92,7 @@ const (
 )
 
 var (
-	sysctlName = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*` + sysctlSegment + `$`)
-	// groupRange is ping_group_range's value; the runtime maps the IDs.
-	groupRange    = regexp.MustCompile(`^\s*[0-9]{1,10}\s+[0-9]{1,10}\s*$`)
+	sysctlName    = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*` + sysctlSegment + `$`)
 	sysctlPattern = regexp.MustCompile(`^(` + sysctlSegment + `[\./])*([a-z0-9][-_a-z0-9]*)?[a-z0-9*]$`)
 )
 
@@ -118,7 +117,7 @@ func validateSysctls(f *findings, spec *corev1.PodSpec, policy Policy, p *field.
 			continue
 		}
 		name := sysctl.NormalizeName(s.Name)
-		if name == "net.ipv4.ping_group_range" && !groupRange.MatchString(s.Value) {
+		if name == "net.ipv4.ping_group_range" && !isGroupRange(s.Value) {
 			f.fail(sp.Child("value"), "want two group IDs, FIRST LAST, not %q", s.Value)
 		}
 		if seen.Has(name) {
@@ -151,6 +150,21 @@ func validateSysctlValue(f *findings, p *field.Path, v string) {
 	case strings.ContainsAny(v, "\n\x00"):
 		f.fail(p, "must be one line")
 	}
+}
+
+// isGroupRange reports whether v is ping_group_range's "FIRST LAST", the
+// form the runtime maps to the pod's host group IDs.
+func isGroupRange(v string) bool {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return false
+	}
+	for _, id := range f {
+		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // validateCapabilities checks the names of a container's capabilities.add

@@ -74,6 +74,8 @@ func TestDecodeSecurityInvalid(t *testing.T) {
 		{"no value", sysctls("    - {name: net.ipv4.tcp_syncookies}\n"), Policy{}, "spec.securityContext.sysctls[0].value: required"},
 		{"ping group range", sysctls("    - {name: net.ipv4.ping_group_range, value: 'all'}\n"), Policy{},
 			`spec.securityContext.sysctls[0].value: want two group IDs, FIRST LAST, not "all"`},
+		{"ping group range too big", sysctls("    - {name: net/ipv4/ping_group_range, value: '0 4294967296'}\n"), Policy{},
+			`spec.securityContext.sysctls[0].value: want two group IDs, FIRST LAST, not "0 4294967296"`},
 		{"two lines", sysctls("    - {name: net.ipv4.tcp_syncookies, value: \"1\\n0\"}\n"), Policy{}, "spec.securityContext.sysctls[0].value: must be one line"},
 		{"duplicate", sysctls("    - {name: net.ipv4.tcp_syncookies, value: '1'}\n    - {name: net/ipv4/tcp_syncookies, value: '0'}\n"), Policy{},
 			`spec.securityContext.sysctls[1].name: duplicate sysctl "net/ipv4/tcp_syncookies"`},
