@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		p.metrics.pods = ctl.Pods
 		p.registry.MustRegister(cadvisor.New(p.metrics, log))
 	}
-	src := manifests.NewSource(manifests.SourceOptions{Dir: cfg.Manifests, Log: log})
+	src := manifests.NewSource(manifests.SourceOptions{Dir: cfg.Manifests, Log: log, Policy: cfg.Policy()})
 
 	statusL, err := listenStatus(cfg.State)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/peapod/peapod/manifests"
 	"github.com/peapod/peapod/netsetup"
 	"github.com/peapod/peapod/runtime/cgroups"
 	"github.com/peapod/peapod/runtime/userns"
@@ -32,13 +33,14 @@ type Config struct {
 	LogFormat   string `json:"log-format"`
 	LogLevel    string `json:"log-level"`
 
-	Bridge       string `json:"bridge"`
-	PodCIDR      string `json:"pod-cidr"`
-	MTU          int    `json:"mtu"`
-	CgroupParent string `json:"cgroup-parent"`
-	PodPidsLimit int64  `json:"pod-pids-limit"`
-	UsernsRange  string `json:"userns-range"`
-	NodeName     string `json:"node-name"`
+	Bridge               string   `json:"bridge"`
+	PodCIDR              string   `json:"pod-cidr"`
+	MTU                  int      `json:"mtu"`
+	CgroupParent         string   `json:"cgroup-parent"`
+	PodPidsLimit         int64    `json:"pod-pids-limit"`
+	UsernsRange          string   `json:"userns-range"`
+	NodeName             string   `json:"node-name"`
+	AllowedUnsafeSysctls []string `json:"allowed-unsafe-sysctls"`
 }
 
 // Defaults for the agent's configuration.
@@ -88,6 +90,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.PodPidsLimit, "pod-pids-limit", c.PodPidsLimit, "most processes and threads one pod may have; -1 for no limit")
 	fs.StringVar(&c.UsernsRange, "userns-range", c.UsernsRange, "host IDs START-END from which each pod gets a private range of 65536")
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "the pods' spec.nodeName; empty means the host name")
+	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
+		"unsafe sysctls (net.core.somaxconn) or patterns (net.core.*) that pods may set, comma-separated, as kubelet's flag")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file
@@ -168,7 +172,15 @@ func (c *Config) Validate() error {
 	if c.PodPidsLimit < -1 || c.PodPidsLimit == 0 {
 		errs = append(errs, fmt.Errorf("--pod-pids-limit %d: want a positive number, or -1 for no limit", c.PodPidsLimit))
 	}
+	if err := c.Policy().Check(); err != nil {
+		errs = append(errs, fmt.Errorf("--allowed-unsafe-sysctls: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// Policy is what the configuration says about which pods are valid.
+func (c *Config) Policy() manifests.Policy {
+	return manifests.Policy{AllowedUnsafeSysctls: c.AllowedUnsafeSysctls}
 }
 
 func parseLevel(s string) (slog.Level, error) {

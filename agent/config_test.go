@@ -43,6 +43,20 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestLoadConfigAllowedUnsafeSysctls(t *testing.T) {
+	got, err := parseConfig(t, "allowed-unsafe-sysctls: [kernel.msgmax]\n", "--allowed-unsafe-sysctls", "net.core.*,kernel.shm*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"net.core.*", "kernel.shm*"}, got.AllowedUnsafeSysctls); diff != "" {
+		t.Errorf("the flag does not win (-want +got):\n%s", diff)
+	}
+	got, err = parseConfig(t, "allowed-unsafe-sysctls: [kernel.msgmax]\n")
+	if err != nil || !cmp.Equal([]string{"kernel.msgmax"}, got.AllowedUnsafeSysctls) {
+		t.Errorf("from the file: %q, %v", got.AllowedUnsafeSysctls, err)
+	}
+}
+
 func TestLoadConfigDefaultsWithoutFile(t *testing.T) {
 	got, err := parseConfig(t, "")
 	if err != nil {
@@ -64,6 +78,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "bad format and level", args: []string{"--log-format", "xml", "--log-level", "loud"},
 			want: []string{"--log-format \"xml\"", "--log-level \"loud\""}},
 		{name: "bad metrics address", args: []string{"--metrics-addr", "10265"}, want: []string{"--metrics-addr"}},
+		{name: "host sysctl allowed", args: []string{"--allowed-unsafe-sysctls", "net.core.*,kernel.panic"},
+			want: []string{`--allowed-unsafe-sysctls: allowed unsafe sysctl "kernel.panic": not a sysctl of the pod's network or IPC namespace`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(t, tc.file, tc.args...)

@@ -99,6 +99,11 @@ func pathString(path *field.Path) string {
 // the file by its absolute path. It refuses anything but a regular file and
 // files over MaxFileSize.
 func DecodeFile(path string) ([]*Pod, error) {
+	return Policy{}.DecodeFile(path)
+}
+
+// DecodeFile is the package's DecodeFile under policy.
+func (policy Policy) DecodeFile(path string) ([]*Pod, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("resolve manifest path: %w", err)
@@ -107,7 +112,7 @@ func DecodeFile(path string) ([]*Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Decode(abs, data)
+	return policy.Decode(abs, data)
 }
 
 // readManifest reads a regular file of at most MaxFileSize bytes.
@@ -149,12 +154,17 @@ func readLimited(f *os.File, path string) ([]byte, error) {
 // returns no pods and the join of one *Error per problem. The pods are new
 // and owned by the caller.
 func Decode(file string, data []byte) ([]*Pod, error) {
+	return Policy{}.Decode(file, data)
+}
+
+// Decode is the package's Decode under policy.
+func (policy Policy) Decode(file string, data []byte) ([]*Pod, error) {
 	var pods []*Pod
 	var errs []error
 	seen := make(map[string]int)
 	index := 0
 	for _, doc := range splitDocuments(data) {
-		pod, f := decodePod(doc)
+		pod, f := decodePod(doc, policy)
 		if pod == nil && len(f.errs) == 0 {
 			continue
 		}
@@ -227,7 +237,7 @@ func newPod(file string, index int, pod *corev1.Pod, warnings []string) *Pod {
 
 // decodePod decodes, checks, defaults and validates one document, and sets
 // the pod's UID. It returns a nil pod when the document is empty or invalid.
-func decodePod(doc document) (*corev1.Pod, *findings) {
+func decodePod(doc document, policy Policy) (*corev1.Pod, *findings) {
 	f := &findings{}
 	data, raw := parseDocument(f, doc)
 	if raw == nil || !checkKind(f, raw) {
@@ -238,7 +248,7 @@ func decodePod(doc document) (*corev1.Pod, *findings) {
 		return nil, f
 	}
 	setDefaults(pod)
-	validate(f, pod)
+	validate(f, pod, policy)
 	if len(f.errs) > 0 {
 		return nil, f
 	}

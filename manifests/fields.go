@@ -120,7 +120,9 @@ var fieldRules = map[string]rule{
 	"spec.securityContext.supplementalGroupsPolicy": {use: rejected, reason: "not supported yet"},
 	"spec.securityContext.fsGroup":                  {use: rejected, reason: "not supported yet: volume ownership would not change"},
 	"spec.securityContext.fsGroupChangePolicy":      {use: rejected, reason: "not supported yet: volume ownership would not change"},
-	"spec.securityContext.sysctls":                  {use: rejected, reason: "not supported yet: the sysctls would not be set"},
+	"spec.securityContext.sysctls":                  {use: honoured},
+	"spec.securityContext.sysctls[].name":           {use: honoured},
+	"spec.securityContext.sysctls[].value":          {use: honoured},
 
 	"spec.volumes":                      {use: honoured},
 	"spec.volumes[].name":               {use: honoured},
@@ -202,14 +204,13 @@ var fieldRules = map[string]rule{
 	"spec.containers[].securityContext.runAsGroup":   {use: honoured},
 	"spec.containers[].securityContext.runAsNonRoot": {use: honoured},
 	"spec.containers[].securityContext.privileged":   {use: rejected, reason: "containers are never privileged", allow: false},
-	// The runtime sets no_new_privs on every container, so false is what
-	// runs anyway and true cannot be honoured.
-	"spec.containers[].securityContext.allowPrivilegeEscalation": {use: rejected, reason: "containers always run with no_new_privs", allow: false},
-	"spec.containers[].securityContext.readOnlyRootFilesystem":   {use: rejected, reason: "not supported yet: the root filesystem would be writable", allow: false},
+	// false sets no_new_privs; true and unset leave it clear, as in kubelet.
+	"spec.containers[].securityContext.allowPrivilegeEscalation": {use: honoured},
+	"spec.containers[].securityContext.readOnlyRootFilesystem":   {use: honoured},
 	"spec.containers[].securityContext.procMount":                {use: rejected, reason: "/proc is always masked", allow: "Default"},
 	"spec.containers[].securityContext.capabilities":             {use: honoured},
-	"spec.containers[].securityContext.capabilities.add":         {use: rejected, reason: "containers keep the default capability set"},
-	"spec.containers[].securityContext.capabilities.drop":        {use: rejected, reason: "not supported yet: the capabilities would be kept"},
+	"spec.containers[].securityContext.capabilities.add":         {use: honoured},
+	"spec.containers[].securityContext.capabilities.drop":        {use: honoured},
 	"spec.containers[].securityContext.seccompProfile":           {use: honoured},
 	"spec.containers[].securityContext.seccompProfile.type":      {use: rejected, reason: "only RuntimeDefault is supported", allow: "RuntimeDefault"},
 	"spec.containers[].securityContext.appArmorProfile":          {use: honoured},

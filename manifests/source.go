@@ -45,6 +45,8 @@ type SourceOptions struct {
 	// Log receives state changes, rejected manifests and the warnings of
 	// new pods. Default: discarded.
 	Log *slog.Logger
+	// Policy decides which pods are valid beyond the manifests themselves.
+	Policy Policy
 }
 
 // Source turns a directory of manifests into Snapshots of the desired state.
@@ -55,11 +57,12 @@ type Source struct {
 	resync   time.Duration
 	debounce time.Duration
 	log      *slog.Logger
+	policy   Policy
 }
 
 // NewSource returns a Source for opts.Dir with defaults filled in.
 func NewSource(opts SourceOptions) *Source {
-	s := &Source{dir: absDir(opts.Dir), resync: opts.Resync, debounce: opts.Debounce, log: opts.Log}
+	s := &Source{dir: absDir(opts.Dir), resync: opts.Resync, debounce: opts.Debounce, log: opts.Log, policy: opts.Policy}
 	if s.resync <= 0 {
 		s.resync = defaultResync
 	}
@@ -76,7 +79,7 @@ func NewSource(opts SourceOptions) *Source {
 // Load reads every manifest in dir once, without watching it. A directory
 // that cannot be used is reported as the only error, with File set to dir.
 func Load(dir string) Snapshot {
-	return newScanner(absDir(dir)).scan()
+	return newScanner(absDir(dir), Policy{}).scan()
 }
 
 // absDir makes dir absolute, as the pods' File fields are. filepath.Abs
@@ -106,7 +109,7 @@ func (s *Source) Run(ctx context.Context, update func(Snapshot)) error {
 	}
 	// Close waits for the watcher's reading goroutine to exit.
 	defer w.Close()
-	r := &runner{Source: s, w: w, sc: newScanner(s.dir), update: update}
+	r := &runner{Source: s, w: w, sc: newScanner(s.dir, s.policy), update: update}
 	return r.loop(ctx)
 }
 

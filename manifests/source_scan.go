@@ -14,8 +14,9 @@ import (
 // decoded last, so that a rescan decodes only the files that changed and can
 // hold the last good pods of a file that broke. Not safe for concurrent use.
 type scanner struct {
-	dir   string
-	files map[string]*fileState // by file name
+	dir    string
+	policy Policy
+	files  map[string]*fileState // by file name
 }
 
 // fileState is what the scanner knows about one manifest file.
@@ -28,8 +29,8 @@ type fileState struct {
 	err error
 }
 
-func newScanner(dir string) *scanner {
-	return &scanner{dir: dir, files: make(map[string]*fileState)}
+func newScanner(dir string, policy Policy) *scanner {
+	return &scanner{dir: dir, policy: policy, files: make(map[string]*fileState)}
 }
 
 // scan reads the directory and returns the desired state. A directory that
@@ -146,7 +147,7 @@ func (sc *scanner) refresh(dir checkedDir, e fs.DirEntry, st *fileState) {
 	}
 	st.id = id
 	// Named as the user put it in the directory, not by its target.
-	pods, err := Decode(filepath.Join(sc.dir, e.Name()), data)
+	pods, err := sc.policy.Decode(filepath.Join(sc.dir, e.Name()), data)
 	if err != nil {
 		st.err = err
 		return

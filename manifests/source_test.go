@@ -281,7 +281,7 @@ func TestRescanUnchanged(t *testing.T) {
 	var logs bytes.Buffer
 	src := NewSource(SourceOptions{Dir: dir, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	updates := 0
-	r := &runner{Source: src, w: watcher, sc: newScanner(dir), update: func(Snapshot) { updates++ }}
+	r := &runner{Source: src, w: watcher, sc: newScanner(dir, Policy{}), update: func(Snapshot) { updates++ }}
 	for range 3 {
 		r.rescan()
 	}
@@ -307,7 +307,7 @@ func TestWarningsLoggedOnce(t *testing.T) {
 	defer watcher.Close()
 	var logs bytes.Buffer
 	src := NewSource(SourceOptions{Dir: dir, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	r := &runner{Source: src, w: watcher, sc: newScanner(dir), update: func(Snapshot) {}}
+	r := &runner{Source: src, w: watcher, sc: newScanner(dir, Policy{}), update: func(Snapshot) {}}
 	for range 3 {
 		r.rescan()
 	}
@@ -320,7 +320,7 @@ func TestWarningsLoggedOnce(t *testing.T) {
 func TestScanHoldsLastGood(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "web.yaml")
-	sc := newScanner(dir)
+	sc := newScanner(dir, Policy{})
 	steps := []struct {
 		name    string
 		content string // "" removes the file
@@ -579,7 +579,7 @@ func BenchmarkRescanUnchanged(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	sc := newScanner(dir)
+	sc := newScanner(dir, Policy{})
 	if snap := sc.scan(); len(snap.Pods) != 200 {
 		b.Fatalf("%d pods, want 200: %v", len(snap.Pods), snap.Errors)
 	}

@@ -44,10 +44,11 @@ var (
 
 // validate checks the values of a defaulted pod's honoured fields;
 // checkFields has already dealt with the others.
-func validate(f *findings, pod *corev1.Pod) {
+func validate(f *findings, pod *corev1.Pod, policy Policy) {
 	validateMeta(f, &pod.ObjectMeta, field.NewPath("metadata"))
 	spec := field.NewPath("spec")
 	validatePodOptions(f, &pod.Spec, spec)
+	validateSysctls(f, &pod.Spec, policy, spec.Child("securityContext", "sysctls"))
 	volumes := validateVolumes(f, pod.Spec.Volumes, spec.Child("volumes"))
 	validateContainers(f, &pod.Spec, volumes, spec.Child("containers"))
 	validateHostPorts(f, pod.Spec.Containers, spec.Child("containers"))
@@ -217,6 +218,7 @@ func validateContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[stri
 		if sc := c.SecurityContext; sc != nil {
 			validateIDs(f, sc.RunAsUser, sc.RunAsGroup, spec, cp.Child("securityContext"))
 		}
+		validateCapabilities(f, c.SecurityContext, cp.Child("securityContext"))
 		validateNonRoot(f, c, spec.SecurityContext, cp)
 	}
 }
@@ -390,30 +392,30 @@ func validateID(f *findings, p *field.Path, id *int64, maxID int64) {
 	}
 }
 
-// validateNonRoot checks runAsNonRoot when the manifest is read rather
-// than at start as kubelet does: a rootfs image names no user, so the
-// container's user is its runAsUser, or the pod's, or root.
+// validateNonRoot refuses runAsNonRoot with a runAsUser of 0, which no
+// image can make right. Without a runAsUser the image's user decides; the
+// runtime checks it when the container starts, as kubelet does.
 func validateNonRoot(f *findings, c *corev1.Container, pod *corev1.PodSecurityContext, p *field.Path) {
-	nonRoot, uid := false, int64(0)
+	nonRoot, uid := false, (*int64)(nil)
 	if pod != nil {
 		nonRoot, uid = overrideNonRoot(nonRoot, uid, pod.RunAsNonRoot, pod.RunAsUser)
 	}
 	if sc := c.SecurityContext; sc != nil {
 		nonRoot, uid = overrideNonRoot(nonRoot, uid, sc.RunAsNonRoot, sc.RunAsUser)
 	}
-	if nonRoot && uid == 0 {
-		f.fail(p.Child("securityContext", "runAsNonRoot"), "the container would run as root: set runAsUser to a non-zero ID")
+	if nonRoot && uid != nil && *uid == 0 {
+		f.fail(p.Child("securityContext", "runAsNonRoot"), "the container would run as root (runAsUser 0): set runAsUser to a non-zero ID")
 	}
 }
 
 // overrideNonRoot applies the settings of a security context over those
 // inherited from the level above.
-func overrideNonRoot(nonRoot bool, uid int64, setNonRoot *bool, setUID *int64) (bool, int64) {
+func overrideNonRoot(nonRoot bool, uid *int64, setNonRoot *bool, setUID *int64) (bool, *int64) {
 	if setNonRoot != nil {
 		nonRoot = *setNonRoot
 	}
 	if setUID != nil {
-		uid = *setUID
+		uid = setUID
 	}
 	return nonRoot, uid
 }

@@ -26,9 +26,9 @@ const (
 	DefaultPodCIDR = "10.85.0.0/16"
 )
 
-// podSysctls are set in every pod netns. The pod's containers run in a user
-// namespace that does not own the netns, so they cannot set them
-// themselves.
+// podSysctls are set in every pod netns, unless the pod sets them itself
+// (podDefaults). The pod's containers run in a user namespace that does not
+// own the netns, so they cannot set them themselves.
 var podSysctls = []sysctl{
 	// Container root may bind ports below 1024, as it could in Docker.
 	{path: "net/ipv4/ip_unprivileged_port_start", value: "0"},
@@ -212,7 +212,7 @@ func (m *Manager) Setup(ctx context.Context, pod *corev1.Pod, netnsPath string) 
 	if err := m.publishPorts(podPorts{UID: pod.UID, Pod: key, IP: addr, Ports: ports}); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", key, err)
 	}
-	if err := m.connect(ctx, pod.UID, netnsPath, netip.PrefixFrom(addr, m.cidr.Bits())); err != nil {
+	if err := m.connect(ctx, pod.UID, netnsPath, netip.PrefixFrom(addr, m.cidr.Bits()), podDefaults(pod)); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", key, err)
 	}
 	m.log.Info("pod network set up", "pod", key, "ip", addr, "iface", vethName(pod.UID), "netns", netnsPath,
@@ -260,7 +260,7 @@ func (m *Manager) unpublishPorts(uid types.UID) error {
 }
 
 // connect wires the pod netns to the bridge and configures it.
-func (m *Manager) connect(ctx context.Context, uid types.UID, netnsPath string, addr netip.Prefix) error {
+func (m *Manager) connect(ctx context.Context, uid types.UID, netnsPath string, addr netip.Prefix, sysctls []sysctl) error {
 	ns, err := netns.GetFromPath(netnsPath)
 	if err != nil {
 		return fmt.Errorf("open netns: %w", err)
@@ -282,7 +282,7 @@ func (m *Manager) connect(ctx context.Context, uid types.UID, netnsPath string, 
 		return err
 	}
 	err = inNetNS(ns, func() error {
-		for _, s := range podSysctls {
+		for _, s := range sysctls {
 			if _, err := s.ensure(); err != nil {
 				return fmt.Errorf("set sysctl %s in pod netns: %w", s.path, err)
 			}

@@ -90,9 +90,13 @@ func (r *Runtime) createSandbox(ctx context.Context, pod *corev1.Pod, undo *clea
 	if err != nil {
 		return err
 	}
+	sysctls, err := r.sandboxSysctls(pod)
+	if err != nil {
+		return err
+	}
 	cfg := sandbox.Config{
 		Dir: dir, Hostname: hostname, HostNetwork: pod.Spec.HostNetwork,
-		ResolvConf: r.opts.ResolvConf(pod),
+		ResolvConf: r.opts.ResolvConf(pod), Sysctls: sysctls,
 	}
 	// Removing first: sandbox.Remove keeps dir while our files are in it.
 	undo.add(func() error { return sandbox.Remove(dir) })

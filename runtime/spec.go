@@ -107,6 +107,9 @@ func buildSpec(in *specInput) (*container.Spec, error) {
 			spec.AdditionalGIDs = append(spec.AdditionalGIDs, uint32(g))
 		}
 	}
+	if err := applySecurityContext(spec, in.pod, in.c); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 

@@ -62,7 +62,8 @@ func newAgentCommand() *cobra.Command {
 }
 
 func newValidateCommand() *cobra.Command {
-	return &cobra.Command{
+	var policy manifests.Policy
+	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check manifest files as the agent would, without running anything",
 		Long: "Decode and validate each FILE as the agent would. Errors name the file, the document and\n" +
@@ -70,9 +71,12 @@ func newValidateCommand() *cobra.Command {
 			"directories. Exit status 1 if any file fails.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
+			if err := policy.Check(); err != nil {
+				return fmt.Errorf("--allowed-unsafe-sysctls: %w", err)
+			}
 			failed := false
 			for _, f := range files {
-				pods, err := manifests.DecodeFile(f)
+				pods, err := policy.DecodeFile(f)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					failed = true
@@ -91,6 +95,9 @@ func newValidateCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringSliceVar(&policy.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", nil,
+		"unsafe sysctls or patterns the agent allows (its --allowed-unsafe-sysctls)")
+	return cmd
 }
 
 func newPsCommand() *cobra.Command {

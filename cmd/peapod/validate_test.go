@@ -39,6 +39,14 @@ spec:
   containers:
   - {name: web, image: "rootfs:/x", volumeMounts: [{name: etc, mountPath: /host-etc}]}
 `)
+	somaxconn := write("somaxconn.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: tuned}
+spec:
+  securityContext: {sysctls: [{name: net.core.somaxconn, value: "1024"}]}
+  containers:
+  - {name: web, image: "rootfs:/x", command: [sleep, "1000"]}
+`)
 
 	for _, tc := range []struct {
 		name     string
@@ -53,6 +61,10 @@ spec:
 		{"writable hostPath of /etc warns", []string{hostEtc}, 0, []string{
 			"host-etc.yaml: warning: spec.containers[0].volumeMounts[0]: mounts host directory /etc writable", "pod default/web ok"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
+		{"unsafe sysctl", []string{somaxconn}, 1, []string{`unsafe sysctl "net.core.somaxconn" is not allowed`}},
+		{"allowed unsafe sysctl", []string{"--allowed-unsafe-sysctls", "net.core.*", somaxconn}, 0, []string{"pod default/tuned ok"}},
+		{"host sysctl allowed", []string{"--allowed-unsafe-sysctls", "kernel.panic", somaxconn}, 1,
+			[]string{`--allowed-unsafe-sysctls: allowed unsafe sysctl "kernel.panic"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, code := runPeapod(t, append([]string{"validate"}, tc.files...)...)

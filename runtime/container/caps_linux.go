@@ -11,41 +11,54 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultCaps is the capability set of a Kubernetes container without a
-// securityContext (containerd's and docker's default). Notably absent:
-// CAP_SYS_ADMIN, so the command cannot unmount a mask or remount a
-// read-only volume writable, even as root of its user namespace.
-var defaultCaps = []uintptr{
-	unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FSETID, unix.CAP_FOWNER,
-	unix.CAP_MKNOD, unix.CAP_NET_RAW, unix.CAP_SETGID, unix.CAP_SETUID,
-	unix.CAP_SETFCAP, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE,
-	unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
-}
-
-// dropPrivileges limits the capabilities to defaultCaps and switches to the
-// container's user. Order matters: the bounding set and capset need
-// CAP_SETPCAP, and setuid needs CAP_SETUID, which root still has; a switch
-// to a non-root user then clears the permitted and effective sets, and exec
-// gives a root user back exactly the bounding set.
+// dropPrivileges limits the capabilities to cfg.Caps and switches to the
+// container's user, in runc's order:
+//   - the bounding set first, which needs CAP_SETPCAP, still held;
+//   - the user next, which needs CAP_SETUID and CAP_SETGID, still held
+//     even when cfg.Caps drops them; PR_SET_KEEPCAPS keeps the permitted
+//     set through a switch to a non-root user, which would otherwise clear
+//     it;
+//   - capset last, to exactly cfg.Caps (permitted, and effective for root)
+//     and an empty inheritable set. A non-root user's effective set stays
+//     empty, so it enters its working directory with its own rights.
+//
+// exec then gives a root user exactly the bounding set, and a non-root
+// user nothing but the file capabilities of what it executes, within the
+// bounding set (containerd's and runc's result; see containerCaps).
+//
+// These are capabilities in the container's user namespace (unless the pod
+// has hostUsers: true): CAP_SYS_ADMIN or CAP_NET_ADMIN act only on
+// namespaces that user namespace owns (the container's mount, PID and
+// cgroup namespaces), never on the pod's network, IPC and UTS namespaces or
+// anything of the host, which the host's user namespace owns.
 func dropPrivileges(cfg *initConfig) error {
-	keep := uint64(0)
-	for _, c := range defaultCaps {
-		keep |= 1 << c
-	}
-	if err := dropBounding(keep); err != nil {
-		return err
-	}
-	if err := setCaps(keep); err != nil {
-		return err
-	}
-	return setIdentity(cfg)
-}
-
-func dropBounding(keep uint64) error {
 	last, err := lastCap()
 	if err != nil {
 		return err
 	}
+	// Capabilities the running kernel does not have cannot be granted:
+	// capset would refuse bits beyond the last one.
+	keep := uint64(cfg.Caps) & (1<<(last+1) - 1)
+	if err := dropBounding(keep, last); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("keep capabilities across setuid: %w", err)
+	}
+	if err := setIdentity(cfg); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear keep-capabilities: %w", err)
+	}
+	effective := keep
+	if cfg.UID != 0 {
+		effective = 0
+	}
+	return setCaps(keep, effective)
+}
+
+func dropBounding(keep uint64, last uintptr) error {
 	for c := uintptr(0); c <= last; c++ {
 		if keep&(1<<c) != 0 {
 			continue
@@ -69,14 +82,16 @@ func lastCap() (uintptr, error) {
 	return uintptr(n), nil
 }
 
-// setCaps sets the effective and permitted sets to keep and empties the
+// setCaps sets the permitted and effective sets and empties the
 // inheritable set, which would otherwise let file capabilities of the
-// image regain what the bounding set still allows (CVE-2022-29162).
-func setCaps(keep uint64) error {
+// image regain what the bounding set still allows (CVE-2022-29162). An
+// empty inheritable set empties the ambient set too: the kernel keeps no
+// capability ambient that is not also inheritable.
+func setCaps(permitted, effective uint64) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{
-		{Effective: uint32(keep), Permitted: uint32(keep)},
-		{Effective: uint32(keep >> 32), Permitted: uint32(keep >> 32)},
+		{Effective: uint32(effective), Permitted: uint32(permitted)},
+		{Effective: uint32(effective >> 32), Permitted: uint32(permitted >> 32)},
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("set capabilities: %w", err)

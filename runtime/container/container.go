@@ -83,6 +83,13 @@ type Spec struct {
 	// NoNewPrivileges sets no_new_privs before exec, so setuid binaries and
 	// file capabilities grant nothing (allowPrivilegeEscalation: false).
 	NoNewPrivileges bool
+	// CapAdd and CapDrop are Kubernetes' securityContext.capabilities.add
+	// and .drop: names such as NET_ADMIN or CAP_NET_ADMIN in any case, or
+	// ALL. Both empty give the default set of containerd.
+	CapAdd, CapDrop []string
+	// ReadOnlyRootfs makes the overlay root read-only; the mounts on it
+	// (volumes, /dev, /proc, the sandbox's files) keep their own modes.
+	ReadOnlyRootfs bool
 	// Lower is the read-only image directory.
 	Lower string
 	// Dir is the container's directory on disk; Start makes upper/ and
@@ -116,7 +123,11 @@ type initConfig struct {
 	UID, GID        uint32
 	AdditionalGIDs  []uint32
 	NoNewPrivileges bool
-	Mounts          []initMount
+	// Caps is the bounding set, and the permitted and effective sets of
+	// root (see containerCaps).
+	Caps           capSet
+	ReadOnlyRootfs bool
+	Mounts         []initMount
 	// UnshareCgroupNS tells the init stage that it was moved into its
 	// cgroups after it started, in the parent's cgroup namespace, and must
 	// create its own now that it is in place (see placeInitStage).

@@ -35,6 +35,7 @@ func TestStartRejects(t *testing.T) {
 		{"cancelled context", cancelled, valid, context.Canceled},
 		{"no command", context.Background(), Spec{ID: "c", Lower: "/x", Dir: "/y"}, nil},
 		{"empty mapping", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: "/x", Dir: "/y", UserNS: &IDMap{HostID: 100000}}, nil},
+		{"unknown capability", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: "/x", Dir: "/y", CapAdd: []string{"NET_ADMINS"}}, nil},
 	}
 	for _, tt := range tests {
 		_, err := Start(tt.ctx, &tt.spec)

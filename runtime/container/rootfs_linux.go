@@ -140,6 +140,23 @@ func setLowerByPath(fs int, lower *os.File, mnt string) (detach func() error, er
 	return detach, nil
 }
 
+// readOnlyRoot makes the attached rootfs mount read-only
+// (readOnlyRootFilesystem). It comes after every mount point has been
+// created in the rootfs, which a read-only root would refuse, and is not
+// recursive: the mounts on the rootfs (volumes, /dev, /proc, the sandbox's
+// files) keep their own modes, as with runc's read-only remount.
+//
+// The mount came to this mount namespace detached, not copied from a more
+// privileged one, so the kernel does not lock the flag: a container given
+// CAP_SYS_ADMIN could remount it writable, as it could under runc.
+func readOnlyRoot(root *os.File) error {
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if err := unix.MountSetattr(int(root.Fd()), "", unix.AT_EMPTY_PATH, attr); err != nil {
+		return fmt.Errorf("make rootfs read-only: %w", err)
+	}
+	return nil
+}
+
 // Cleanup removes what Start left on disk for spec: the overlay's upper and
 // work directories. Call it once the container's processes are gone: the
 // overlay lives in the container's mount namespace and dies with it.

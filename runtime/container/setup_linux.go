@@ -68,6 +68,11 @@ func setUpRootfs(cfg *initConfig, mounts []*os.File) error {
 	if err := maskPaths(root); err != nil {
 		return err
 	}
+	if cfg.ReadOnlyRootfs {
+		if err := readOnlyRoot(root); err != nil {
+			return err
+		}
+	}
 	return pivotRoot(root)
 }
 

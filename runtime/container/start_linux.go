@@ -68,7 +68,8 @@ func validate(spec *Spec) error {
 	case spec.UserNS != nil && spec.UserNS.Size == 0:
 		return errors.New("empty user namespace mapping")
 	}
-	return nil
+	_, err := containerCaps(spec.CapAdd, spec.CapDrop)
+	return err
 }
 
 // prepared is what the parent readies before the init stage runs.
@@ -139,10 +140,15 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 		return err
 	}
 	defer rootfs.Close()
+	caps, err := containerCaps(spec.CapAdd, spec.CapDrop)
+	if err != nil {
+		return err
+	}
 	cfg := initConfig{
 		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
 		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
 		NoNewPrivileges: spec.NoNewPrivileges, Mounts: prep.plan,
+		Caps: caps, ReadOnlyRootfs: spec.ReadOnlyRootfs,
 		UnshareCgroupNS: placesAfterStart(spec),
 	}
 	if err := sendConfig(conn, &cfg, append([]int{int(rootfs.Fd())}, prep.mounts.fds()...)); err != nil {

@@ -38,6 +38,10 @@ type Config struct {
 	// HostHosts is the host's hosts file, which a hostNetwork pod gets a
 	// copy of, as in kubelet; empty means /etc/hosts.
 	HostHosts string
+	// Sysctls are set in the pod's network and IPC namespaces, in order,
+	// when they are entered; only sysctls of those namespaces are accepted,
+	// and no network one for a HostNetwork sandbox.
+	Sysctls []Sysctl
 }
 
 // Sandbox names what Create made. Every path is absolute.

@@ -49,7 +49,7 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := s.mountShm(cfg.ShmSize); err != nil {
 		return nil, err
 	}
-	if err := onPrivateThread(func() error { return s.setUpNamespaces(cfg.Hostname) }); err != nil {
+	if err := onPrivateThread(func() error { return s.setUpNamespaces(cfg) }); err != nil {
 		return nil, fmt.Errorf("create sandbox namespaces in %s: %w", s.Dir, err)
 	}
 	if err := s.writeFiles(cfg); err != nil {
@@ -76,14 +76,15 @@ func (s *Sandbox) mountShm(size int64) error {
 // setUpNamespaces runs on a thread of its own. It enters each pod namespace
 // (making it, or joining its pin) and, while there, makes the mounts that the
 // kernel ties to the mounter's namespace: mqueue to the IPC namespace and
-// sysfs to the network namespace. Container root cannot make either itself,
-// because the init user namespace owns these namespaces.
-func (s *Sandbox) setUpNamespaces(hostname string) error {
+// sysfs to the network namespace, and writes the pod's sysctls. Container
+// root can do none of it itself, because the init user namespace owns these
+// namespaces.
+func (s *Sandbox) setUpNamespaces(cfg Config) error {
 	if err := enterOrCreate(nsIPC, s.IPCNS, nil); err != nil {
 		return err
 	}
 	if s.UTSNS != "" {
-		if err := enterOrCreate(nsUTS, s.UTSNS, func() error { return unix.Sethostname([]byte(hostname)) }); err != nil {
+		if err := enterOrCreate(nsUTS, s.UTSNS, func() error { return unix.Sethostname([]byte(cfg.Hostname)) }); err != nil {
 			return err
 		}
 	}
@@ -91,6 +92,9 @@ func (s *Sandbox) setUpNamespaces(hostname string) error {
 		if err := enterOrCreate(nsNet, s.NetNS, setLoopbackUp); err != nil {
 			return err
 		}
+	}
+	if err := writeSysctls(cfg.Sysctls, cfg.HostNetwork); err != nil {
+		return err
 	}
 	if err := mountOnce("mqueue", s.Mqueue, "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
 		return err

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -357,4 +358,92 @@ func assertThreadsIn(t *testing.T, host map[string]uint64) {
 			}
 		}
 	}
+}
+
+// TestSysctls checks that a sandbox's sysctls are set in its network and
+// IPC namespaces and leave the host's values alone.
+func TestSysctls(t *testing.T) {
+	requireRoot(t)
+	dir := newSandboxDir(t)
+	sysctls := []Sysctl{
+		{Path: "net/ipv4/ip_local_port_range", Value: "40000 40100"},
+		{Path: "net/ipv4/tcp_keepalive_time", Value: "123"},
+		{Path: "kernel/shm_rmid_forced", Value: "1"},
+		{Path: "kernel/msgmax", Value: "4321"},
+	}
+	host := make(map[string]string)
+	for _, s := range sysctls {
+		host[s.Path] = readSysctl(t, s.Path)
+	}
+	s, err := Create(context.Background(), Config{Dir: dir, Hostname: "sysctl-pod", Sysctls: sysctls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPod := make(map[string]string)
+	err = onPrivateThread(func() error {
+		if err := setnsPath(s.NetNS, nsNet); err != nil {
+			return err
+		}
+		if err := setnsPath(s.IPCNS, nsIPC); err != nil {
+			return err
+		}
+		for _, sc := range sysctls {
+			b, err := os.ReadFile("/proc/sys/" + sc.Path)
+			if err != nil {
+				return err
+			}
+			inPod[sc.Path] = strings.Join(strings.Fields(string(b)), " ")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range sysctls {
+		if inPod[sc.Path] != sc.Value {
+			t.Errorf("%s in the pod = %q, want %q", sc.Path, inPod[sc.Path], sc.Value)
+		}
+	}
+	for _, sc := range sysctls {
+		if got := readSysctl(t, sc.Path); got != host[sc.Path] {
+			t.Errorf("host %s changed from %q to %q", sc.Path, host[sc.Path], got)
+		}
+	}
+}
+
+// TestSysctlsRefused checks that a sandbox refuses sysctls beyond the
+// pod's namespaces, whatever its caller let through.
+func TestSysctlsRefused(t *testing.T) {
+	requireRoot(t)
+	for _, tt := range []struct {
+		sysctl      Sysctl
+		hostNetwork bool
+	}{
+		{Sysctl{Path: "kernel/panic", Value: "0"}, false},
+		{Sysctl{Path: "net/../kernel/panic", Value: "0"}, false},
+		{Sysctl{Path: "net/ipv4/tcp_syncookies", Value: "1"}, true},
+		{Sysctl{Path: "net/ipv4/no_such_setting", Value: "1"}, false},
+	} {
+		dir := newSandboxDir(t)
+		host := ""
+		if tt.hostNetwork {
+			var err error
+			if host, err = os.Hostname(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := Config{Dir: dir, Hostname: cmp.Or(host, "refused"), HostNetwork: tt.hostNetwork, Sysctls: []Sysctl{tt.sysctl}}
+		if _, err := Create(context.Background(), cfg); err == nil {
+			t.Errorf("Create accepted sysctl %s (hostNetwork %v)", tt.sysctl.Path, tt.hostNetwork)
+		}
+	}
+}
+
+func readSysctl(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/" + p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
 }
