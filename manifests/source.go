@@ -79,7 +79,12 @@ func NewSource(opts SourceOptions) *Source {
 // Load reads every manifest in dir once, without watching it. A directory
 // that cannot be used is reported as the only error, with File set to dir.
 func Load(dir string) Snapshot {
-	return newScanner(absDir(dir), Policy{}).scan()
+	return Policy{}.Load(dir)
+}
+
+// Load is the package's Load under policy.
+func (policy Policy) Load(dir string) Snapshot {
+	return newScanner(absDir(dir), policy).scan()
 }
 
 // absDir makes dir absolute, as the pods' File fields are. filepath.Abs

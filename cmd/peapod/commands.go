@@ -64,32 +64,29 @@ func newAgentCommand() *cobra.Command {
 func newValidateCommand() *cobra.Command {
 	var policy manifests.Policy
 	cmd := &cobra.Command{
-		Use:   "validate FILE...",
+		Use:   "validate FILE|DIR...",
 		Short: "Check manifest files as the agent would, without running anything",
-		Long: "Decode and validate each FILE as the agent would. Errors name the file, the document and\n" +
-			"the field; warnings name fields peapod accepts but ignores, and mounts of host system\n" +
-			"directories. Exit status 1 if any file fails.",
+		Long: "Decode and validate each FILE as the agent would, and each DIR as the agent reads its\n" +
+			"--manifests directory (ownership and modes checked, duplicates reported). Errors name the\n" +
+			"file, the document and the field; every problem of a document is reported at once. Warnings\n" +
+			"name fields peapod accepts but ignores, and mounts of host system directories. A pod defined\n" +
+			"twice among the arguments is an error, as the agent would run only the first. Exit status 1\n" +
+			"if anything fails.",
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, files []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := policy.Check(); err != nil {
 				return fmt.Errorf("--allowed-unsafe-sysctls: %w", err)
 			}
-			failed := false
-			for _, f := range files {
-				pods, err := policy.DecodeFile(f)
-				if err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					failed = true
+			v := validation{definedIn: map[string]string{}}
+			for _, arg := range args {
+				if fi, err := os.Stat(arg); err == nil && fi.IsDir() {
+					v.snapshot(policy.Load(arg))
 					continue
 				}
-				for _, p := range pods {
-					for _, w := range p.Warnings {
-						fmt.Fprintf(os.Stderr, "%s: warning: %s\n", f, w)
-					}
-					fmt.Printf("%s: pod %s ok (uid %s)\n", f, p.Key(), p.UID())
-				}
+				pods, err := policy.DecodeFile(arg)
+				v.file(arg, pods, err)
 			}
-			if failed {
+			if v.failed {
 				return errSilent
 			}
 			return nil
@@ -98,6 +95,49 @@ func newValidateCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&policy.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", nil,
 		"unsafe sysctls or patterns the agent allows (its --allowed-unsafe-sysctls)")
 	return cmd
+}
+
+// validation prints what `peapod validate` found, argument by argument.
+type validation struct {
+	// definedIn maps each pod key seen so far to its file.
+	definedIn map[string]string
+	failed    bool
+}
+
+// snapshot reports a directory read as the agent reads it.
+func (v *validation) snapshot(s manifests.Snapshot) {
+	for _, fe := range s.Errors {
+		fmt.Fprintln(os.Stderr, fe.Err)
+		v.failed = true
+	}
+	for _, p := range s.Pods {
+		v.pod(p.File, p)
+	}
+}
+
+// file reports one manifest file.
+func (v *validation) file(name string, pods []*manifests.Pod, err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		v.failed = true
+		return
+	}
+	for _, p := range pods {
+		v.pod(name, p)
+	}
+}
+
+func (v *validation) pod(file string, p *manifests.Pod) {
+	for _, w := range p.Warnings {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", file, w)
+	}
+	if first, ok := v.definedIn[p.Key()]; ok {
+		fmt.Fprintf(os.Stderr, "%s: pod %s is already defined in %s: the agent would run only one of them\n", file, p.Key(), first)
+		v.failed = true
+		return
+	}
+	v.definedIn[p.Key()] = file
+	fmt.Printf("%s: pod %s ok (uid %s)\n", file, p.Key(), p.UID())
 }
 
 func newPsCommand() *cobra.Command {

@@ -48,6 +48,21 @@ spec:
   - {name: web, image: "rootfs:/x", command: [sleep, "1000"]}
 `)
 
+	// A manifest directory with the same pod in two files.
+	podDir := filepath.Join(dir, "pods")
+	if err := os.Mkdir(podDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	content, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.yaml", "b.yaml"} {
+		if err := os.WriteFile(filepath.Join(podDir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	for _, tc := range []struct {
 		name     string
 		files    []string
@@ -61,6 +76,10 @@ spec:
 		{"writable hostPath of /etc warns", []string{hostEtc}, 0, []string{
 			"host-etc.yaml: warning: spec.containers[0].volumeMounts[0]: mounts host directory /etc writable", "pod default/web ok"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
+		{"same pod in two files", []string{good, hostEtc}, 1, []string{
+			"good.yaml: pod default/web ok", "host-etc.yaml: pod default/web is already defined in " + good}},
+		{"a directory, as the agent reads it", []string{podDir}, 1, []string{
+			"a.yaml: pod default/web ok", "b.yaml: pod default/web is already defined in a.yaml"}},
 		{"unsafe sysctl", []string{somaxconn}, 1, []string{`unsafe sysctl "net.core.somaxconn" is not allowed`}},
 		{"allowed unsafe sysctl", []string{"--allowed-unsafe-sysctls", "net.core.*", somaxconn}, 0, []string{"pod default/tuned ok"}},
 		{"host sysctl allowed", []string{"--allowed-unsafe-sysctls", "kernel.panic", somaxconn}, 1,
