@@ -31,7 +31,7 @@ func (r *rejectedFiles) observe(s manifests.Snapshot) {
 	for _, fe := range s.Errors {
 		rf := RejectedFile{File: fe.File, Error: fe.Err.Error()}
 		for _, p := range s.Pods {
-			if p.Held && p.File == fe.File {
+			if p.Held && (p.File == fe.File || fe.File == s.RefusedDir) {
 				rf.Kept = append(rf.Kept, p.Key())
 			}
 		}

@@ -46,6 +46,10 @@ type Snapshot struct {
 	// Errors holds one entry per file that failed, and one per pod that was
 	// dropped because an earlier file already names it.
 	Errors []FileError
+	// RefusedDir is the manifest directory when it is refused for its
+	// owner or mode: the pods running from it are kept, as a refused
+	// file's are.
+	RefusedDir string
 }
 
 // FileError is a problem with one manifest file. Err's message names the

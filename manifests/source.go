@@ -304,7 +304,7 @@ func (r *runner) logWarnings(snap Snapshot) {
 // report the same errors. The UID is the content hash, so equal UIDs mean
 // equal pods.
 func sameSnapshot(a, b Snapshot) bool {
-	return slices.EqualFunc(a.Pods, b.Pods, samePod) && slices.EqualFunc(a.Errors, b.Errors, sameError)
+	return a.RefusedDir == b.RefusedDir && slices.EqualFunc(a.Pods, b.Pods, samePod) && slices.EqualFunc(a.Errors, b.Errors, sameError)
 }
 
 func samePod(a, b *Pod) bool {

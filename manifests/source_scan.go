@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,10 +35,17 @@ func newScanner(dir string, policy Policy) *scanner {
 }
 
 // scan reads the directory and returns the desired state. A directory that
-// cannot be used yields no pods and one error naming the directory: kubelet
-// runs no static pods from a missing directory either.
+// cannot be used yields one error naming the directory. A missing one
+// yields no pods: kubelet runs no static pods from a missing directory
+// either. One refused for its owner or mode (an operator's chmod slip)
+// keeps the pods of the files last read from it, held as a refused file's
+// are, so a slip tears nothing down.
 func (sc *scanner) scan() Snapshot {
 	dir, entries, err := sc.list()
+	var unsafe *unsafeError
+	if errors.As(err, &unsafe) {
+		return sc.heldSnapshot(err)
+	}
 	if err != nil {
 		clear(sc.files)
 		return Snapshot{Errors: []FileError{{File: sc.dir, Err: err}}}
@@ -215,6 +223,27 @@ func (sc *scanner) snapshot(entries []fs.DirEntry) Snapshot {
 			}
 			definedIn[p.Key()] = e.Name()
 			snap.Pods = append(snap.Pods, p)
+		}
+	}
+	slices.SortFunc(snap.Pods, func(a, b *Pod) int { return strings.Compare(a.Key(), b.Key()) })
+	return snap
+}
+
+// heldSnapshot is the snapshot of a directory refused with err: the last
+// good pods of every file known, held, and err.
+func (sc *scanner) heldSnapshot(err error) Snapshot {
+	snap := Snapshot{Errors: []FileError{{File: sc.dir, Err: err}}, RefusedDir: sc.dir}
+	names := slices.Sorted(maps.Keys(sc.files))
+	definedIn := make(map[string]bool)
+	for _, name := range names {
+		for _, p := range sc.files[name].good {
+			if definedIn[p.Key()] {
+				continue
+			}
+			definedIn[p.Key()] = true
+			c := *p
+			c.Held = true
+			snap.Pods = append(snap.Pods, &c)
 		}
 	}
 	slices.SortFunc(snap.Pods, func(a, b *Pod) int { return strings.Compare(a.Key(), b.Key()) })

@@ -587,3 +587,34 @@ func BenchmarkRescanUnchanged(b *testing.B) {
 		sc.scan()
 	}
 }
+
+// TestRefusedDirectoryHoldsPods makes the directory writable by others, as
+// an operator's chmod slip would: the pods read from it are held, not
+// dropped, and the error names the directory; fixing the mode brings the
+// same pods back unheld.
+func TestRefusedDirectoryHoldsPods(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "web.yaml"), podYAML("web", "rootfs:/x"))
+	sc := newScanner(dir, Policy{})
+	before := sc.scan()
+	if len(before.Pods) != 1 || len(before.Errors) != 0 {
+		t.Fatalf("first scan: %d pods, errors %v", len(before.Pods), before.Errors)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	snap := sc.scan()
+	if len(snap.Errors) != 1 || snap.Errors[0].File != dir || snap.RefusedDir != dir {
+		t.Fatalf("refused directory: errors %v, refusedDir %q; want one error naming %s", snap.Errors, snap.RefusedDir, dir)
+	}
+	if len(snap.Pods) != 1 || !snap.Pods[0].Held || snap.Pods[0].UID() != before.Pods[0].UID() {
+		t.Fatalf("refused directory: pods %+v, want web held", snap.Pods)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	after := sc.scan()
+	if len(after.Pods) != 1 || after.Pods[0].Held || after.RefusedDir != "" || len(after.Errors) != 0 {
+		t.Errorf("after the fix: %+v", after)
+	}
+}

@@ -68,6 +68,29 @@ func TestEditShowsOldPodTerminating(t *testing.T) {
 	})
 }
 
+// TestRefusedDirectoryKeepsRunningPods starts the controller while the
+// manifest directory is refused (an operator's chmod slip): the pods
+// running from it are kept, and go once the directory reads empty.
+func TestRefusedDirectoryKeepsRunningPods(t *testing.T) {
+	h := newHarness(t)
+	web := testPod("web", "web-1")
+	h.rt.add(runningState(web, ContainerState{Name: "web", Phase: ContainerRunning}))
+	other := testPod("other", "other-1")
+	other.Pod.Annotations[manifests.AnnotationManifest] = "/srv/elsewhere/other.yaml"
+	h.rt.add(runningState(other, ContainerState{Name: "web", Phase: ContainerRunning}))
+	h.start()
+	h.c.Update(manifests.Snapshot{
+		Errors:     []manifests.FileError{{File: "/etc/peapod", Err: errors.New("mode 0777 lets other users write it")}},
+		RefusedDir: "/etc/peapod",
+	})
+	// other's file is not in the refused directory: it goes.
+	h.waitState("web-1: web/0 Running")
+	h.waitPhase("default/web", corev1.PodRunning)
+
+	h.c.Update(manifests.Snapshot{})
+	h.waitState()
+}
+
 func TestDelete(t *testing.T) {
 	h := newHarness(t)
 	h.start()

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -23,8 +24,10 @@ type loop struct {
 	// desired is nil until the first snapshot.
 	desired map[string]*manifests.Pod
 	// broken holds the manifest files currently in error.
-	broken    map[string]bool
-	firstSeen map[types.UID]time.Time
+	broken map[string]bool
+	// refusedDir is the manifest directory while it is refused.
+	refusedDir string
+	firstSeen  map[types.UID]time.Time
 	// observed is nil until the first successful list, seq that list's
 	// sequence number.
 	observed map[string][]*PodState
@@ -71,6 +74,7 @@ func (l *loop) takeSnapshot(ctx context.Context) {
 	for _, e := range s.Errors {
 		l.broken[e.File] = true
 	}
+	l.refusedDir = s.RefusedDir
 	l.desired, l.firstSeen = desired, firstSeen
 	l.indexUIDs()
 	if l.observed == nil {
@@ -172,7 +176,8 @@ func (l *loop) input(key string) input {
 		return in
 	}
 	for _, s := range in.observed {
-		if l.broken[s.Pod.Annotations[manifests.AnnotationManifest]] {
+		file := s.Pod.Annotations[manifests.AnnotationManifest]
+		if l.broken[file] || (l.refusedDir != "" && filepath.Dir(file) == l.refusedDir) {
 			in.keep = true
 		}
 	}

@@ -512,6 +512,41 @@ func TestManifestDirectoryVanishes(t *testing.T) {
 	mfHealthy(a)
 }
 
+// TestManifestDirectoryRefused makes the manifest directory writable by
+// others, an operator's slip: the agent refuses it, says so, and keeps the
+// pod running; the fix brings nothing down either.
+func TestManifestDirectoryRefused(t *testing.T) {
+	a := newRootAgent(t)
+	dir := a.cfg.Manifests
+	t.Cleanup(func() { os.Chmod(dir, 0o755) }) // before the agent's teardown
+	a.start()
+	a.writeManifest("web.yaml", mfPod("web", a.Image, "100000"))
+	pod, pid := mfRunning(a, "default/web")
+
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mfRejected(a, dir, "chmod go-w")
+	mfSteady(a, "default/web", pod.UID, pid)
+	out, _ := runPeapod(t, "ps", "--state", a.cfg.State)
+	if !strings.Contains(out, "kept running: [default/web]") {
+		t.Errorf("peapod ps does not say the pod is kept:\n%s", out)
+	}
+
+	// An agent restarted meanwhile keeps it too.
+	a.stop(syscall.SIGTERM)
+	a.start()
+	mfRejected(a, dir, "chmod go-w")
+	mfSteady(a, "default/web", pod.UID, pid)
+
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mfSyncSource(a)
+	mfSteady(a, "default/web", pod.UID, pid)
+	mfHealthy(a)
+}
+
 // TestManifestDataSymlinkSwap lays the directory out as Kubernetes' atomic
 // writer does for a ConfigMap volume and swaps "..data" to an edited copy:
 // the pod is replaced.
