@@ -36,6 +36,8 @@ type parts struct {
 	// netGC, when set, collects the network state of vanished pods
 	// periodically.
 	netGC *guardedNetwork
+	// disk, when set, measures pods' local storage to enforce its limits.
+	disk reconcile.DiskMeter
 }
 
 // run is the agent proper: it returns when ctx is done and every goroutine
@@ -46,6 +48,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		Network: p.network,
 		Log:     log,
 		Metrics: reconcile.NewMetrics(p.registry),
+		Disk:    p.disk,
 	})
 	errMetrics := newManifestMetrics(p.registry)
 	if p.metrics != nil {
