@@ -55,9 +55,6 @@ type Options struct {
 	// Disk measures pods' local storage to enforce emptyDir.sizeLimit and
 	// ephemeral-storage limits; nil enforces neither.
 	Disk DiskMeter
-	// DiskCheckInterval is how often a pod with such a limit is measured;
-	// zero means 10 s.
-	DiskCheckInterval time.Duration
 }
 
 // Controller runs one worker goroutine per pod key (namespace/name), each
@@ -71,8 +68,6 @@ type Controller struct {
 	resync  time.Duration
 	metrics *Metrics
 	disk    DiskMeter
-	// diskInterval is how often a pod with a disk limit is measured.
-	diskInterval time.Duration
 
 	snapshotPoke chan struct{}
 	relistPoke   chan struct{}
@@ -100,7 +95,6 @@ func New(opts Options) *Controller {
 		resync:       cmp.Or(opts.Resync, defaultResync),
 		metrics:      opts.Metrics,
 		disk:         opts.Disk,
-		diskInterval: cmp.Or(opts.DiskCheckInterval, defaultDiskCheckInterval),
 		snapshotPoke: make(chan struct{}, 1),
 		relistPoke:   make(chan struct{}, 1),
 		workers:      make(map[string]*worker),

@@ -58,9 +58,9 @@ func (u DiskUsage) Total() int64 {
 }
 
 const (
-	// defaultDiskCheckInterval is kubelet's housekeeping interval, at
-	// which its eviction manager looks at local storage.
-	defaultDiskCheckInterval = 10 * time.Second
+	// diskCheckInterval is kubelet's housekeeping interval, at which its
+	// eviction manager looks at local storage.
+	diskCheckInterval = 10 * time.Second
 	// diskDutyFactor spaces a pod's checks to at least this many times
 	// the last check's duration: measuring a huge tree takes at most one
 	// twentieth of a core.
@@ -161,7 +161,7 @@ func (w *worker) checkDisk(ctx context.Context, v *podView, retryAt time.Time) t
 	}
 	usage, err := w.c.disk.DiskUsage(ctx, v.pod)
 	took := w.c.clock.Since(now)
-	v.diskCheckAt = now.Add(max(w.c.diskInterval, diskDutyFactor*took))
+	v.diskCheckAt = now.Add(max(diskCheckInterval, diskDutyFactor*took))
 	if err != nil {
 		if ctx.Err() != nil {
 			return time.Time{}
