@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ type fakeDisk struct {
 
 	mu    sync.Mutex
 	usage map[types.UID]DiskUsage
+	err   error
 }
 
 func newFakeDisk(log *transcript) *fakeDisk {
@@ -31,7 +33,7 @@ func (d *fakeDisk) DiskUsage(_ context.Context, pod *corev1.Pod) (DiskUsage, err
 	d.log.add("measure %s", pod.UID)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.usage[pod.UID], nil
+	return d.usage[pod.UID], d.err
 }
 
 func (d *fakeDisk) set(uid types.UID, u DiskUsage) {
@@ -236,6 +238,22 @@ func TestDiskWithinLimitsKeepsRunning(t *testing.T) {
 		if strings.HasPrefix(c, "remove") {
 			t.Errorf("call %q while within limits", c)
 		}
+	}
+}
+
+func TestDiskMeasurementErrorKeepsPodRunning(t *testing.T) {
+	h := newDiskHarness(t)
+	h.c.Update(snapshot(testPod("web", "web-1", withEmptyDir("data", "1Mi", ""))))
+	h.waitStarted("default/web", "web-1", "web", 0)
+	d := h.fakeDisk()
+	d.mu.Lock()
+	d.err = errors.New("walk: permission denied")
+	d.usage["web-1"] = DiskUsage{Volumes: map[string]int64{"data": 2 * mi}}
+	d.mu.Unlock()
+	n := len(h.log.get())
+	h.converge(func() bool { return h.measures(n, "web-1") >= 2 })
+	if p, _ := h.pod("default/web"); p.Status.Phase != corev1.PodRunning {
+		t.Errorf("a pod whose measurement failed is %s (%s), want Running", p.Status.Phase, p.Status.Message)
 	}
 }
 
