@@ -13,7 +13,7 @@ import (
 // Local ephemeral storage limits, enforced as kubelet's eviction manager
 // does for emptyDir.sizeLimit and resources.limits[ephemeral-storage]: the
 // worker of a pod that has such a limit measures the pod's usage through a
-// DiskMeter every check interval while one of its containers runs, and
+// DiskMeter every check interval until the pod has finished, and
 // evicts the pod when a limit is exceeded: every container is killed
 // (grace minGrace), its sandbox removed with the data that broke the limit,
 // and the pod reported Failed with reason Evicted and kubelet's message.
@@ -137,22 +137,19 @@ func podStorageLimit(pod *corev1.Pod) (resource.Quantity, bool) {
 
 func positive(q *resource.Quantity) bool { return q != nil && q.Sign() > 0 }
 
-// anyRunning reports whether a container of the sandbox runs: kubelet
-// looks only at pods that are active.
-func anyRunning(v *podView) bool {
-	for _, cv := range v.containers {
-		if cv.latest != nil && cv.latest.Phase == ContainerRunning {
-			return true
-		}
-	}
-	return false
+// active reports whether the pod is not finished, as last published:
+// kubelet's eviction manager looks only at active pods. A pod whose
+// container crash-loops is active, even while no container runs.
+func (w *worker) active(v *podView) bool {
+	st := w.published(v.pod.UID)
+	return st == nil || st.Phase != corev1.PodSucceeded && st.Phase != corev1.PodFailed
 }
 
 // checkDisk measures the target's local storage when a check is due, and
 // evicts the pod when a limit is exceeded. It returns when to sync again:
 // retryAt, or the next check if that comes first.
 func (w *worker) checkDisk(ctx context.Context, v *podView, retryAt time.Time) time.Time {
-	if w.c.disk == nil || !hasDiskLimits(v.pod) || !anyRunning(v) {
+	if w.c.disk == nil || !hasDiskLimits(v.pod) || !w.active(v) {
 		return retryAt
 	}
 	now := w.c.clock.Now()

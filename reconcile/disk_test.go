@@ -241,6 +241,34 @@ func TestDiskWithinLimitsKeepsRunning(t *testing.T) {
 	}
 }
 
+func TestDiskEvictsCrashLoopingPod(t *testing.T) {
+	h := newDiskHarness(t)
+	h.c.Update(snapshot(testPod("web", "web-1", withEmptyDir("data", "1Mi", ""))))
+	// Measured at once, and again every 10 s; attempt 2 exits at 10 s and
+	// backs off for 20 s.
+	h.waitStarted("default/web", "web-1", "web", 0)
+	h.rt.exit("web-1", "web", 1)
+	h.waitStarted("default/web", "web-1", "web", 1)
+	h.rt.exit("web-1", "web", 1)
+	h.waitWaiting("default/web", "web", "CrashLoopBackOff", 1)
+	h.clock.Step(diskCheckInterval)
+	h.waitStarted("default/web", "web-1", "web", 2)
+	h.rt.exit("web-1", "web", 1)
+	h.waitWaiting("default/web", "web", "CrashLoopBackOff", 2)
+
+	// The container wrote and crashed: the pod is still active while it
+	// backs off, and measured at 20 s.
+	h.fakeDisk().set("web-1", DiskUsage{Volumes: map[string]int64{"data": 2 * mi}})
+	h.clock.Step(diskCheckInterval)
+	p := h.waitPhase("default/web", corev1.PodFailed)
+	if p.Status.Reason != "Evicted" || slices.Contains(h.log.get(), "start web-1/web/3") {
+		t.Errorf("crash-looping pod over its limit: %s/%s, calls %q; want evicted while it backed off", p.Status.Phase, p.Status.Reason, h.log.get())
+	}
+	if cs := p.Status.ContainerStatuses[0]; cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 1 || cs.RestartCount != 2 {
+		t.Errorf("container status %+v, want attempt 2 terminated with its own exit code 1", cs)
+	}
+}
+
 func TestDiskMeasurementErrorKeepsPodRunning(t *testing.T) {
 	h := newDiskHarness(t)
 	h.c.Update(snapshot(testPod("web", "web-1", withEmptyDir("data", "1Mi", ""))))
