@@ -17,6 +17,9 @@ import (
 // evicts the pod when a limit is exceeded: every container is killed
 // (grace minGrace), its sandbox removed with the data that broke the limit,
 // and the pod reported Failed with reason Evicted and kubelet's message.
+// The measurement runs on the pod's worker, which it holds for its
+// duration (about 2 ms per thousand files), and is spaced to at least
+// diskDutyFactor times its last duration.
 //
 // An evicted pod is not started again while its manifest is unchanged: a
 // pod that fills its disk as soon as it runs would otherwise fill it again
