@@ -39,6 +39,8 @@ type parts struct {
 	// notifier tells systemd (or another service manager) how the agent
 	// is doing; its zero value does nothing.
 	notifier *notifier
+	// disk, when set, measures pods' local storage to enforce its limits.
+	disk reconcile.DiskMeter
 }
 
 // run is the agent proper: it returns when ctx is done and every goroutine
@@ -54,6 +56,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		Log:     log,
 		Metrics: reconcile.NewMetrics(p.registry),
 		Node:    node(name, newHostIPs(log)),
+		Disk:    p.disk,
 	})
 	errMetrics := newManifestMetrics(p.registry)
 	if p.metrics != nil {

@@ -66,6 +66,11 @@ func statusColumn(p *corev1.Pod) string {
 			reason = "Running"
 		}
 	}
+	// An eviction says more than the ends of the containers it killed,
+	// which kubectl would show.
+	if p.Status.Reason == "Evicted" {
+		reason = p.Status.Reason
+	}
 	if p.DeletionTimestamp != nil {
 		reason = "Terminating"
 	}

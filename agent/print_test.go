@@ -52,6 +52,16 @@ func TestPrintPods(t *testing.T) {
 			},
 		},
 		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "jobs", Name: "evict"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}},
+			Status: corev1.PodStatus{
+				Phase: corev1.PodFailed, Reason: "Evicted",
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "a", State: corev1.ContainerState{
+					Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error"},
+				}}},
+			},
+		},
+		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "going", DeletionTimestamp: &metav1.Time{Time: now}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}},
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
@@ -65,6 +75,7 @@ func TestPrintPods(t *testing.T) {
 default     web      2/2     Running            2 (90s ago)   5m          10.85.0.2
 default     crash    0/1     CrashLoopBackOff   0             120m        <none>
 jobs        killed   0/1     Signal:9           0             <unknown>   <none>
+jobs        evict    0/1     Evicted            0             <unknown>   <none>
 default     going    0/1     Terminating        0             <unknown>   <none>
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {

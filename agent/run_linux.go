@@ -67,6 +67,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return run(ctx, cfg, log, parts{
 		runtime:  rt,
+		disk:     rt,
 		network:  gnet,
 		netGC:    gnet,
 		registry: newRegistry(),

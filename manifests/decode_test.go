@@ -63,6 +63,11 @@ func TestDecodeValid(t *testing.T) {
 			data: manifest("  securityContext: {supplementalGroups: [44, 1000]}\n", ""),
 		},
 		{
+			name: "local storage limits",
+			data: manifest("  volumes: [{name: d, emptyDir: {sizeLimit: 10Mi}}]\n",
+				"    resources: {limits: {ephemeral-storage: 1Gi}, requests: {ephemeral-storage: 500Mi}}\n"),
+		},
+		{
 			name: "runAsNonRoot with a pod-level runAsUser",
 			data: manifest("  securityContext: {runAsUser: 1000, runAsNonRoot: true}\n", ""),
 		},
@@ -75,12 +80,11 @@ func TestDecodeValid(t *testing.T) {
 			name: "ignored fields warn",
 			data: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  uid: abc\nspec:\n  nodeName: n1\n  subdomain: www\n" +
 				"  containers:\n  - name: app\n    image: rootfs:/images/busybox\n    imagePullPolicy: Always\n" +
-				"    livenessProbe: {exec: {command: [\"true\"]}}\n    resources: {requests: {ephemeral-storage: 1Gi}}\nstatus: {phase: Running}\n",
+				"    livenessProbe: {exec: {command: [\"true\"]}}\nstatus: {phase: Running}\n",
 			wantWarnings: []string{
 				"metadata.uid: ignored: peapod sets the UID to a hash of the manifest",
 				"spec.containers[0].imagePullPolicy: ignored: rootfs images are not pulled",
 				"spec.containers[0].livenessProbe: ignored: probes are not supported yet",
-				"spec.containers[0].resources.requests[ephemeral-storage]: ignored: there is no scheduler or eviction",
 				"spec.nodeName: ignored: peapod runs pods on its own host only",
 				"spec.subdomain: ignored: there is no cluster DNS to publish the pod's FQDN",
 				"status: ignored: status is reported by the agent, not read from the manifest",
@@ -148,6 +152,9 @@ func TestDecodeInvalid(t *testing.T) {
 		{"hostNetwork port mismatch", manifest("  hostNetwork: true\n", "    ports: [{containerPort: 80, hostPort: 8080}]\n"), "ports[0].hostPort: must equal containerPort with hostNetwork: true"},
 		{"negative quantity", manifest("", "    resources: {limits: {memory: -1Mi}}\n"), "resources.limits[memory]: must not be negative"},
 		{"request over limit", manifest("", "    resources: {limits: {cpu: 500m}, requests: {cpu: 1}}\n"), "resources.requests[cpu]: must not exceed the limit 500m, got 1"},
+		{"storage request over limit", manifest("", "    resources: {limits: {ephemeral-storage: 1Gi}, requests: {ephemeral-storage: 2Gi}}\n"),
+			"resources.requests[ephemeral-storage]: must not exceed the limit 1Gi, got 2Gi"},
+		{"bad storage quantity", manifest("", "    resources: {limits: {ephemeral-storage: 1GB2}}\n"), `resources.limits[ephemeral-storage]: invalid quantity "1GB2"`},
 		{"env name", manifest("", "    env: [{name: 'A=B', value: x}]\n"), "spec.containers[0].env[0].name:"},
 		{"env fieldRef", manifest("", "    env: [{name: POD, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]\n"),
 			`env[0].valueFrom.fieldRef.fieldPath: unsupported field "spec.nodeName": peapod provides metadata.name, metadata.namespace, metadata.uid, status.podIP, status.podIPs`},
@@ -175,7 +182,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"lifecycle", manifest("", "    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle: not supported"},
 		{"envFrom", manifest("", "    envFrom: [{configMapRef: {name: c}}]\n"), "spec.containers[0].envFrom: not supported"},
 		{"claims", manifest("", "    resources: {claims: [{name: gpu}]}\n"), "resources.claims: not supported"},
-		{"extended resource", manifest("", "    resources: {limits: {nvidia.com/gpu: 1}}\n"), "resources.limits[nvidia.com/gpu]: not supported: peapod enforces cpu and memory limits only"},
+		{"extended resource", manifest("", "    resources: {limits: {nvidia.com/gpu: 1}}\n"), "resources.limits[nvidia.com/gpu]: not supported: peapod enforces cpu, memory and ephemeral-storage limits only"},
 		{"restartPolicy", manifest("  restartPolicy: Sometimes\n", ""), `spec.restartPolicy: must be Always, OnFailure or Never, not "Sometimes"`},
 		{"grace", manifest("  terminationGracePeriodSeconds: -1\n", ""), "spec.terminationGracePeriodSeconds: must not be negative"},
 		{"hostname", manifest("  hostname: a.b\n", ""), "spec.hostname: must not contain dots"},

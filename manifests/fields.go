@@ -177,16 +177,20 @@ var fieldRules = map[string]rule{
 
 	// A memory request only guides scheduling and eviction, which a single
 	// host without either honours by doing nothing; the CPU request sets
-	// the cgroup CPU weight, as in kubelet.
+	// the cgroup CPU weight, as in kubelet. An ephemeral-storage limit
+	// evicts the pod when its writable layers, logs and disk emptyDirs
+	// exceed it (reconcile/disk.go); its request, like the memory one,
+	// only ranks pods under node pressure, and must not exceed the limit.
 	"spec.containers[].resources":                             {use: honoured},
 	"spec.containers[].resources.limits":                      {use: honoured},
 	"spec.containers[].resources.limits[cpu]":                 {use: honoured, quantity: true},
 	"spec.containers[].resources.limits[memory]":              {use: honoured, quantity: true},
-	"spec.containers[].resources.limits[*]":                   {use: rejected, reason: "peapod enforces cpu and memory limits only"},
+	"spec.containers[].resources.limits[ephemeral-storage]":   {use: honoured, quantity: true},
+	"spec.containers[].resources.limits[*]":                   {use: rejected, reason: "peapod enforces cpu, memory and ephemeral-storage limits only"},
 	"spec.containers[].resources.requests":                    {use: honoured},
 	"spec.containers[].resources.requests[cpu]":               {use: honoured, quantity: true},
 	"spec.containers[].resources.requests[memory]":            {use: honoured, quantity: true},
-	"spec.containers[].resources.requests[ephemeral-storage]": {use: ignored, reason: "there is no scheduler or eviction"},
+	"spec.containers[].resources.requests[ephemeral-storage]": {use: honoured, quantity: true},
 	"spec.containers[].resources.requests[*]":                 {use: rejected, reason: "extended resources need a device plugin"},
 	"spec.containers[].resources.claims":                      {use: rejected, reason: "there is no dynamic resource allocation"},
 

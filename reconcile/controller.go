@@ -54,6 +54,9 @@ type Options struct {
 	Metrics *Metrics
 	// Node describes the host in the pods' spec and status.
 	Node Node
+	// Disk measures pods' local storage to enforce emptyDir.sizeLimit and
+	// ephemeral-storage limits; nil enforces neither.
+	Disk DiskMeter
 }
 
 // Node is the host as pods see it, as a kubelet's node: spec.nodeName and
@@ -77,6 +80,7 @@ type Controller struct {
 	resync  time.Duration
 	metrics *Metrics
 	node    Node
+	disk    DiskMeter
 
 	snapshotPoke chan struct{}
 	relistPoke   chan struct{}
@@ -105,6 +109,7 @@ func New(opts Options) *Controller {
 		resync:       cmp.Or(opts.Resync, defaultResync),
 		metrics:      opts.Metrics,
 		node:         opts.Node,
+		disk:         opts.Disk,
 		snapshotPoke: make(chan struct{}, 1),
 		relistPoke:   make(chan struct{}, 1),
 		ready:        newReadiness(),

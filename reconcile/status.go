@@ -33,10 +33,15 @@ type statusInput struct {
 	// keeps startTime and the conditions' lastTransitionTime stable.
 	prev *corev1.PodStatus
 	now  time.Time
+	// evicted is set when the worker evicted the pod.
+	evicted *eviction
 }
 
 // podStatus computes a pod's status the way kubelet does.
 func podStatus(in statusInput) corev1.PodStatus {
+	if in.evicted != nil {
+		return evictedStatus(in)
+	}
 	st := corev1.PodStatus{
 		QOSClass:  qosClass(in.pod),
 		StartTime: startTime(in),

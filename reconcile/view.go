@@ -27,6 +27,8 @@ type podView struct {
 	// changed this sandbox; only lists started later may report it gone.
 	touched    uint64
 	containers map[string]*containerView
+	// diskCheckAt is when to measure the pod's local storage next.
+	diskCheckAt time.Time
 }
 
 func newPodView(s *PodState) *podView {

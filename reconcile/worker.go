@@ -54,6 +54,8 @@ type worker struct {
 	problem *podProblem
 	retryAt time.Time
 	timer   clock.Timer
+	// evicted is the eviction of target, if it was evicted.
+	evicted *eviction
 }
 
 func newWorker(c *Controller, key string) *worker {
@@ -169,6 +171,9 @@ func (w *worker) sync(ctx context.Context) time.Time {
 			return w.fail(ctx, err)
 		}
 	}
+	if w.evictedTarget(target) != nil {
+		return w.stayEvicted(ctx, target)
+	}
 	if target == nil {
 		w.succeeded()
 		return time.Time{}
@@ -183,7 +188,7 @@ func (w *worker) sync(ctx context.Context) time.Time {
 	w.succeeded()
 	retryAt := w.startContainers(ctx, v)
 	w.recordStart(v, in.firstSeen)
-	return retryAt
+	return w.checkDisk(ctx, v, retryAt)
 }
 
 // observe merges the runtime's observation into the views. A list that
@@ -226,6 +231,10 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 		w.publish()
 	}
 	grace := gracePeriod(v.pod)
+	if w.evictionOf(uid) != nil {
+		// Kubelet evicts with no grace period, which its floor raises.
+		grace = minGrace
+	}
 	w.log.Info("removing pod", "uid", uid, "grace", grace)
 	if err := w.c.rt.RemovePod(ctx, uid, grace); err != nil {
 		return &podProblem{reason: "RemovePodError", err: fmt.Errorf("remove pod %s: %w", uid, err)}
@@ -465,9 +474,10 @@ func (w *worker) publish() {
 
 func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now time.Time) *corev1.Pod {
 	p := pod.DeepCopy()
-	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now})
+	evicted := w.evictionOf(pod.UID)
+	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted})
 	w.c.node.describe(p)
-	if v != nil && !v.deletingFrom.IsZero() {
+	if v != nil && !v.deletingFrom.IsZero() && evicted == nil {
 		grace := int64(gracePeriod(pod) / time.Second)
 		p.DeletionTimestamp = &metav1.Time{Time: v.deletingFrom}
 		p.DeletionGracePeriodSeconds = &grace
