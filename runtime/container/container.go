@@ -13,7 +13,11 @@
 // or a shim that is killed, leaves no mount behind.
 package container
 
-import "os"
+import (
+	"os"
+
+	"github.com/peapod/peapod/runtime/seccomp"
+)
 
 // InitArg is os.Args[1] of the init stage. The program's main must call
 // RunInit, before anything else, when it sees it.
@@ -83,6 +87,10 @@ type Spec struct {
 	// NoNewPrivileges sets no_new_privs before exec, so setuid binaries and
 	// file capabilities grant nothing (allowPrivilegeEscalation: false).
 	NoNewPrivileges bool
+	// Seccomp, when set, is the filter the command runs under, compiled
+	// for its capabilities; nil runs it unconfined. A process later
+	// started in the container (exec) must install the same program.
+	Seccomp *seccomp.Program
 	// Lower is the read-only image directory.
 	Lower string
 	// Dir is the container's directory on disk; Start makes upper/ and
@@ -116,6 +124,7 @@ type initConfig struct {
 	UID, GID        uint32
 	AdditionalGIDs  []uint32
 	NoNewPrivileges bool
+	Seccomp         *seccomp.Program
 	Mounts          []initMount
 	// UnshareCgroupNS tells the init stage that it was moved into its
 	// cgroups after it started, in the parent's cgroup namespace, and must
