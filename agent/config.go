@@ -38,6 +38,8 @@ type Config struct {
 	CgroupParent string `json:"cgroup-parent"`
 	PodPidsLimit int64  `json:"pod-pids-limit"`
 	UsernsRange  string `json:"userns-range"`
+
+	SeccompDefault bool `json:"seccomp-default"`
 }
 
 // Defaults for the agent's configuration.
@@ -66,6 +68,8 @@ func DefaultConfig() Config {
 		CgroupParent: "peapod",
 		PodPidsLimit: cgroups.DefaultPodPidsLimit,
 		UsernsRange:  userns.DefaultRange.String(),
+
+		SeccompDefault: true,
 	}
 }
 
@@ -84,6 +88,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CgroupParent, "cgroup-parent", c.CgroupParent, "cgroup under which every pod gets pod<uid>/<container>")
 	fs.Int64Var(&c.PodPidsLimit, "pod-pids-limit", c.PodPidsLimit, "most processes and threads one pod may have; -1 for no limit")
 	fs.StringVar(&c.UsernsRange, "userns-range", c.UsernsRange, "host IDs START-END from which each pod gets a private range of 65536")
+	fs.BoolVar(&c.SeccompDefault, "seccomp-default", c.SeccompDefault, "run containers that name no seccomp profile under RuntimeDefault; false runs them Unconfined")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file
