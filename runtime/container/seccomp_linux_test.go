@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peapod/peapod/runtime/seccomp"
 )
@@ -106,4 +108,31 @@ func TestSeccompOrder(t *testing.T) {
 	spec = pod.spec(t, "true")
 	spec.Seccomp, spec.NoNewPrivileges = denyCapset, true
 	run(t, spec)
+}
+
+// BenchmarkStartSeccomp is BenchmarkStart with the RuntimeDefault filter:
+// the difference of the medians is what the filter costs a start.
+func BenchmarkStartSeccomp(b *testing.B) {
+	pod := newTestPod(b, "bench-seccomp-pod")
+	var cache seccomp.Cache
+	prog, err := cache.RuntimeDefault(DefaultCapabilities())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for b.Loop() {
+		spec := pod.spec(b, "true")
+		spec.Seccomp = prog
+		t0 := time.Now()
+		p, err := Start(context.Background(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+		if _, err := p.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "median-start-µs")
 }
