@@ -15,11 +15,17 @@ import (
 )
 
 // buildSysprobe builds testdata/sysprobe, static, into a directory of its
-// own, to bind into containers at /probe.
+// own, to bind into containers at /probe. Without a Go toolchain (the
+// guest of hack/vmtest.sh) it returns "" and the probes are left out.
 func buildSysprobe(t *testing.T) string {
 	t.Helper()
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Log("no go command: the io_uring and keyring probes are left out")
+		return ""
+	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "sysprobe"), "./testdata/sysprobe")
+	cmd := exec.Command(goCmd, "build", "-o", filepath.Join(dir, "sysprobe"), "./testdata/sysprobe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build sysprobe: %v\n%s", err, out)
@@ -34,7 +40,7 @@ const escapeScript = `
 grep '^Seccomp:' /proc/self/status
 unshare -Urm sh -c 'mount -t tmpfs none /root && echo mounted' 2>&1
 mkdir /tmp/sh-dir 2>&1 && echo sh-mkdir=OK
-/probe/sysprobe
+[ -x /probe/sysprobe ] && /probe/sysprobe
 true
 `
 
@@ -53,26 +59,32 @@ func TestSeccomp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	confined := []string{"Seccomp:\t2\n", "Operation not permitted", "io_uring_setup=EPERM\n",
-		"add_key=EPERM\n", "keyctl=EPERM\n", "sh-mkdir=OK\n", "mkdirat=OK\n"}
+	confined := []string{"Seccomp:\t2\n", "Operation not permitted", "sh-mkdir=OK\n"}
+	confinedProbes := []string{"io_uring_setup=EPERM\n", "add_key=EPERM\n", "keyctl=EPERM\n", "mkdirat=OK\n"}
 	for _, tc := range []struct {
-		name     string
-		prog     *seccomp.Program
-		nnp      bool
-		want     []string
-		dontWant []string
+		name         string
+		prog         *seccomp.Program
+		nnp          bool
+		want, probes []string
+		dontWant     []string
 	}{
-		{"RuntimeDefault", def, false, confined, []string{"mounted"}},
-		{"RuntimeDefault no_new_privs", def, true, confined, []string{"mounted"}},
-		{"Unconfined", nil, false, []string{"Seccomp:\t0\n", "mounted\n", "io_uring_setup=OK\n", "add_key=OK\n", "keyctl=OK\n", "mkdirat=OK\n"}, nil},
-		{"Localhost denying mkdir", denyMkdir, true, []string{"Seccomp:\t2\n", "mounted\n", "io_uring_setup=OK\n", "mkdirat=EPERM\n"}, []string{"sh-mkdir=OK"}},
+		{"RuntimeDefault", def, false, confined, confinedProbes, []string{"mounted"}},
+		{"RuntimeDefault no_new_privs", def, true, confined, confinedProbes, []string{"mounted"}},
+		{"Unconfined", nil, false, []string{"Seccomp:\t0\n", "mounted\n", "sh-mkdir=OK\n"},
+			[]string{"io_uring_setup=OK\n", "add_key=OK\n", "keyctl=OK\n", "mkdirat=OK\n"}, nil},
+		{"Localhost denying mkdir", denyMkdir, true, []string{"Seccomp:\t2\n", "mounted\n"},
+			[]string{"io_uring_setup=OK\n", "mkdirat=EPERM\n"}, []string{"sh-mkdir=OK"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := pod.spec(t, "sh", "-c", escapeScript)
 			spec.Seccomp, spec.NoNewPrivileges = tc.prog, tc.nnp
-			spec.Mounts = append(spec.Mounts, Mount{Source: probe, Destination: "/probe", ReadOnly: true})
+			want := tc.want
+			if probe != "" {
+				spec.Mounts = append(spec.Mounts, Mount{Source: probe, Destination: "/probe", ReadOnly: true})
+				want = append(slices.Clone(want), tc.probes...)
+			}
 			out := run(t, spec)
-			for _, w := range tc.want {
+			for _, w := range want {
 				if !strings.Contains(out, w) {
 					t.Errorf("container output lacks %q:\n%s", w, out)
 				}
