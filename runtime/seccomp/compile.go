@@ -60,7 +60,11 @@ type rule struct {
 //     the same outcome, so a call costs a few comparisons, not one per
 //     listed name;
 //  3. for a call with argument rules, tries them in the profile's order:
-//     the first that matches gives the action, none gives the default.
+//     the first that matches gives the action, none gives the default;
+//  4. answers ENOSYS, not the default, for numbers above every call the
+//     profile names, unless the default allows: those are calls newer than
+//     the profile, and ENOSYS lets libc fall back to an older call, where
+//     EPERM would fail the program. runc does the same.
 func compile(s *specs.LinuxSeccomp, table map[string]uint32) (*Program, error) {
 	def, err := action(s.DefaultAction, s.DefaultErrnoRet)
 	if err != nil {
@@ -91,7 +95,7 @@ func compile(s *specs.LinuxSeccomp, table map[string]uint32) (*Program, error) {
 	a.mark(foreign)
 	a.ret(retKillProcess)
 	a.mark(notX32)
-	a.tree(segments(rules, def), def)
+	a.tree(segments(rules, def, def != retAllow), def)
 	raw, err := a.assemble()
 	if err != nil {
 		return nil, err
@@ -219,8 +223,9 @@ type segment struct {
 }
 
 // segments partitions all numbers into segments, merging neighbours that
-// return the same without conditions.
-func segments(rules map[uint32][]rule, def uint32) []segment {
+// return the same without conditions. With newerENOSYS, numbers above the
+// highest with rules return ENOSYS.
+func segments(rules map[uint32][]rule, def uint32, newerENOSYS bool) []segment {
 	nrs := make([]uint32, 0, len(rules))
 	for nr := range rules {
 		nrs = append(nrs, nr)
@@ -246,6 +251,9 @@ func segments(rules map[uint32][]rule, def uint32) []segment {
 		if nr < x32Bit-1 {
 			add(segment{start: nr + 1, ret: def})
 		}
+	}
+	if last := &segs[len(segs)-1]; newerENOSYS && len(nrs) > 0 && last.start == nrs[len(nrs)-1]+1 {
+		last.ret = retErrno | uint32(unix.ENOSYS)
 	}
 	return segs
 }

@@ -20,6 +20,7 @@ package seccomp
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -53,14 +54,14 @@ func ParseProfile(data []byte) (*moby.Seccomp, error) {
 		return nil, fmt.Errorf("decode seccomp profile: %w", err)
 	}
 	if p.DefaultAction == "" {
-		return nil, fmt.Errorf("seccomp profile has no defaultAction")
+		return nil, errors.New("seccomp profile has no defaultAction")
 	}
 	return &p, nil
 }
 
 // Compile returns the program of profile for a container whose capability
 // set (the CAP_* names of its bounding set, the effective set of its root)
-// is caps. It consumes profile.
+// is caps.
 func Compile(profile *moby.Seccomp, caps []string) (*Program, error) {
 	// The moby package resolves includes/excludes for the running kernel,
 	// GOARCH and the capabilities it finds in the spec's bounding set.
@@ -74,7 +75,7 @@ func Compile(profile *moby.Seccomp, caps []string) (*Program, error) {
 		return nil, fmt.Errorf("resolve seccomp profile: %w", err)
 	}
 	if resolved == nil {
-		return nil, fmt.Errorf("seccomp profile has neither a default action nor rules")
+		return nil, errors.New("seccomp profile has neither a default action nor rules")
 	}
 	return compile(resolved, syscallNumbers)
 }
