@@ -17,6 +17,8 @@
 // clone3 (ENOSYS).
 package seccomp
 
+//go:generate go run gen_syscalls.go
+
 import (
 	"crypto/sha256"
 	"encoding/json"
