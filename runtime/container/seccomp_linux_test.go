@@ -120,6 +120,18 @@ func TestSeccompOrder(t *testing.T) {
 	spec = pod.spec(t, "true")
 	spec.Seccomp, spec.NoNewPrivileges = denyCapset, true
 	run(t, spec)
+
+	// Docker's profile lets the init stage finish its steps under the
+	// filter: the switch to another user included.
+	def, err := cache.RuntimeDefault(DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec = pod.spec(t, "sh", "-c", "id -u; grep ^Seccomp: /proc/self/status")
+	spec.Seccomp, spec.UID, spec.GID, spec.AdditionalGIDs = def, 1000, 1000, []uint32{44}
+	if out, want := run(t, spec), "1000\nSeccomp:\t2\n"; out != want {
+		t.Errorf("runAsUser 1000 under RuntimeDefault: output %q, want %q", out, want)
+	}
 }
 
 // BenchmarkStartSeccomp is BenchmarkStart with the RuntimeDefault filter:
