@@ -41,6 +41,8 @@ type Config struct {
 	UsernsRange          string   `json:"userns-range"`
 	NodeName             string   `json:"node-name"`
 	AllowedUnsafeSysctls []string `json:"allowed-unsafe-sysctls"`
+
+	SeccompDefault bool `json:"seccomp-default"`
 }
 
 // Defaults for the agent's configuration.
@@ -71,6 +73,8 @@ func DefaultConfig() Config {
 		CgroupParent: "peapod",
 		PodPidsLimit: cgroups.DefaultPodPidsLimit,
 		UsernsRange:  userns.DefaultRange.String(),
+
+		SeccompDefault: true,
 	}
 }
 
@@ -92,6 +96,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "the pods' spec.nodeName; empty means the host name")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"unsafe sysctls (net.core.somaxconn) or patterns (net.core.*) that pods may set, comma-separated, as kubelet's flag")
+	fs.BoolVar(&c.SeccompDefault, "seccomp-default", c.SeccompDefault, "run containers that name no seccomp profile under RuntimeDefault; false runs them Unconfined")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file

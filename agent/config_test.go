@@ -94,3 +94,24 @@ func TestLoadConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigSeccompDefault(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		args []string
+		want bool
+	}{
+		{"", nil, true},
+		{"", []string{"--seccomp-default=false"}, false},
+		{"seccomp-default: false\n", nil, false},
+		{"seccomp-default: false\n", []string{"--seccomp-default"}, true},
+	} {
+		got, err := parseConfig(t, tc.file, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SeccompDefault != tc.want {
+			t.Errorf("file %q, flags %v: SeccompDefault = %v, want %v", tc.file, tc.args, got.SeccompDefault, tc.want)
+		}
+	}
+}

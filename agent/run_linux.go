@@ -51,6 +51,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Cgroups:     &cgOpts,
 		ResolvConf:  podResolvConf,
 		Log:         log,
+
+		NoSeccompDefault: !cfg.SeccompDefault,
 	})
 	if err != nil {
 		return fmt.Errorf("start the runtime: %w", err)
@@ -85,6 +87,9 @@ func logHost(log *slog.Logger, cfg Config, cgroupMode string) {
 	log.Info("host", "kernel", unix.ByteSliceToString(u.Release[:]), "cgroups", cgroupMode,
 		"cloneIntoCgroup", cgroupMode == cgroups.ModeV2, "overlayLowerdirFD", f.OverlayLowerdirFD,
 		"idmappedMounts", f.IDMappedMounts, "bridge", cfg.Bridge, "podCIDR", cfg.PodCIDR, "usernsRange", cfg.UsernsRange)
+	if !cfg.SeccompDefault {
+		log.Warn("--seccomp-default=false: containers that name no seccomp profile run Unconfined")
+	}
 	if !f.IDMappedMounts {
 		log.Warn("kernel has no idmapped mounts (Linux 5.12+): only pods with hostUsers: true can start")
 	}

@@ -46,7 +46,7 @@ func TestDecodeValid(t *testing.T) {
 			name: "explicit values that ask for what peapod does",
 			data: manifest("  hostPID: false\n  shareProcessNamespace: false\n  securityContext:\n    seccompProfile: {type: RuntimeDefault}\n",
 				"    securityContext:\n      privileged: false\n      allowPrivilegeEscalation: false\n      readOnlyRootFilesystem: false\n"+
-					"      procMount: Default\n      appArmorProfile: {type: RuntimeDefault}\n"+
+					"      procMount: Default\n      appArmorProfile: {type: Unconfined}\n"+
 					"    volumeMounts:\n    - {name: v, mountPath: /v, mountPropagation: None, subPath: a/b}\n"+
 					"  volumes:\n  - name: v\n    hostPath: {path: /srv/v, type: DirectoryOrCreate}\n"),
 		},
@@ -75,6 +75,23 @@ func TestDecodeValid(t *testing.T) {
 			name: "distinct host IPs share a host port",
 			data: manifest("", "    ports:\n    - {containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1}\n"+
 				"    - {containerPort: 81, hostPort: 8080, hostIP: 127.0.0.2}\n    - {containerPort: 80, hostPort: 8080, protocol: UDP}\n"),
+		},
+		{
+			name: "seccomp profiles",
+			data: manifest("  securityContext:\n    seccompProfile: {type: Unconfined}\n",
+				"    securityContext:\n      seccompProfile: {type: Localhost, localhostProfile: team/web.json}\n"+
+					"  - name: b\n    image: rootfs:/images/busybox\n    securityContext: {seccompProfile: {type: RuntimeDefault}}\n"),
+		},
+		{
+			name: "AppArmor profiles warn",
+			data: strings.Replace(manifest("  securityContext:\n    appArmorProfile: {type: RuntimeDefault}\n",
+				"    securityContext:\n      appArmorProfile: {type: Localhost, localhostProfile: web}\n"),
+				"name: web", "name: web\n  annotations: {container.apparmor.security.beta.kubernetes.io/app: unconfined, container.apparmor.security.beta.kubernetes.io/b: runtime/default}", 1),
+			wantWarnings: []string{
+				"metadata.annotations[container.apparmor.security.beta.kubernetes.io/b]: ignored: peapod does not apply AppArmor profiles: the container runs without one",
+				"spec.securityContext.appArmorProfile.type: ignored: peapod does not apply AppArmor profiles: the container runs without one",
+				"spec.containers[0].securityContext.appArmorProfile.type: ignored: peapod does not apply AppArmor profiles: the container will not start (CreateContainerConfigError)",
+			},
 		},
 		{
 			name: "ignored fields warn",
@@ -178,7 +195,14 @@ func TestDecodeInvalid(t *testing.T) {
 		{"initContainers", manifest("  initContainers: [{name: i, image: 'rootfs:/a'}]\n", ""), "spec.initContainers: not supported"},
 		{"privileged", manifest("", "    securityContext: {privileged: true}\n"), "securityContext.privileged: not supported: containers are never privileged"},
 		{"unmasked", manifest("", "    securityContext: {procMount: Unmasked}\n"), "securityContext.procMount: not supported: /proc is always masked"},
-		{"seccomp", manifest("  securityContext: {seccompProfile: {type: Unconfined}}\n", ""), "spec.securityContext.seccompProfile.type: not supported: only RuntimeDefault"},
+		{"seccomp type", manifest("  securityContext: {seccompProfile: {type: Permissive}}\n", ""), `spec.securityContext.seccompProfile.type: must be RuntimeDefault, Unconfined or Localhost, not "Permissive"`},
+		{"seccomp no localhostProfile", manifest("", "    securityContext: {seccompProfile: {type: Localhost}}\n"), "spec.containers[0].securityContext.seccompProfile.localhostProfile: required with type: Localhost"},
+		{"seccomp absolute profile", manifest("", "    securityContext: {seccompProfile: {type: Localhost, localhostProfile: /etc/p.json}}\n"), `seccompProfile.localhostProfile: must be a path relative to the agent's seccomp profile directory, not "/etc/p.json"`},
+		{"seccomp profile backstep", manifest("  securityContext: {seccompProfile: {type: Localhost, localhostProfile: a/../../p.json}}\n", ""), "spec.securityContext.seccompProfile.localhostProfile: must not contain '..'"},
+		{"seccomp stray localhostProfile", manifest("", "    securityContext: {seccompProfile: {type: RuntimeDefault, localhostProfile: p.json}}\n"), "seccompProfile.localhostProfile: must be set only with type: Localhost"},
+		{"AppArmor type", manifest("", "    securityContext: {appArmorProfile: {type: Complain}}\n"), `appArmorProfile.type: must be RuntimeDefault, Unconfined or Localhost, not "Complain"`},
+		{"AppArmor annotation", strings.Replace(manifest("", ""), "name: web", "name: web\n  annotations: {container.apparmor.security.beta.kubernetes.io/app: enforce}", 1),
+			`metadata.annotations[container.apparmor.security.beta.kubernetes.io/app]: must be runtime/default, unconfined or localhost/<profile>, not "enforce"`},
 		{"lifecycle", manifest("", "    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle: not supported"},
 		{"envFrom", manifest("", "    envFrom: [{configMapRef: {name: c}}]\n"), "spec.containers[0].envFrom: not supported"},
 		{"claims", manifest("", "    resources: {claims: [{name: gpu}]}\n"), "resources.claims: not supported"},

@@ -110,9 +110,9 @@ var fieldRules = map[string]rule{
 	"spec.securityContext.runAsGroup":               {use: honoured},
 	"spec.securityContext.runAsNonRoot":             {use: honoured},
 	"spec.securityContext.seccompProfile":           {use: honoured},
-	"spec.securityContext.seccompProfile.type":      {use: rejected, reason: "only RuntimeDefault is supported", allow: "RuntimeDefault"},
+	"spec.securityContext.seccompProfile.type":      {use: honoured},
 	"spec.securityContext.appArmorProfile":          {use: honoured},
-	"spec.securityContext.appArmorProfile.type":     {use: rejected, reason: "only RuntimeDefault is supported", allow: "RuntimeDefault"},
+	"spec.securityContext.appArmorProfile.type":     {use: honoured},
 	"spec.securityContext.windowsOptions":           {use: ignored, reason: "peapod runs Linux pods"},
 	"spec.securityContext.seLinuxOptions":           {use: rejected, reason: "SELinux labels are not applied"},
 	"spec.securityContext.seLinuxChangePolicy":      {use: rejected, reason: "SELinux labels are not applied"},
@@ -123,6 +123,9 @@ var fieldRules = map[string]rule{
 	"spec.securityContext.sysctls":                  {use: honoured},
 	"spec.securityContext.sysctls[].name":           {use: honoured},
 	"spec.securityContext.sysctls[].value":          {use: honoured},
+	// validate checks the profile types; see the README's Security section.
+	"spec.securityContext.seccompProfile.localhostProfile":  {use: honoured},
+	"spec.securityContext.appArmorProfile.localhostProfile": {use: honoured},
 
 	"spec.volumes":                      {use: honoured},
 	"spec.volumes[].name":               {use: honoured},
@@ -216,11 +219,13 @@ var fieldRules = map[string]rule{
 	"spec.containers[].securityContext.capabilities.add":         {use: honoured},
 	"spec.containers[].securityContext.capabilities.drop":        {use: honoured},
 	"spec.containers[].securityContext.seccompProfile":           {use: honoured},
-	"spec.containers[].securityContext.seccompProfile.type":      {use: rejected, reason: "only RuntimeDefault is supported", allow: "RuntimeDefault"},
+	"spec.containers[].securityContext.seccompProfile.type":      {use: honoured},
 	"spec.containers[].securityContext.appArmorProfile":          {use: honoured},
-	"spec.containers[].securityContext.appArmorProfile.type":     {use: rejected, reason: "only RuntimeDefault is supported", allow: "RuntimeDefault"},
+	"spec.containers[].securityContext.appArmorProfile.type":     {use: honoured},
 	"spec.containers[].securityContext.seLinuxOptions":           {use: rejected, reason: "SELinux labels are not applied"},
 	"spec.containers[].securityContext.windowsOptions":           {use: ignored, reason: "peapod runs Linux pods"},
+	"spec.containers[].securityContext.seccompProfile.localhostProfile":  {use: honoured},
+	"spec.containers[].securityContext.appArmorProfile.localhostProfile": {use: honoured},
 }
 
 // notListed is the decision for a field the table does not name.

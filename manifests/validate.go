@@ -46,6 +46,7 @@ var (
 // checkFields has already dealt with the others.
 func validate(f *findings, pod *corev1.Pod, policy Policy) {
 	validateMeta(f, &pod.ObjectMeta, field.NewPath("metadata"))
+	validateAppArmorAnnotations(f, pod.Annotations, field.NewPath("metadata", "annotations"))
 	spec := field.NewPath("spec")
 	validatePodOptions(f, &pod.Spec, spec)
 	validateSysctls(f, &pod.Spec, policy, spec.Child("securityContext", "sysctls"))
@@ -92,6 +93,8 @@ func validatePodOptions(f *findings, spec *corev1.PodSpec, p *field.Path) {
 	}
 	if sc := spec.SecurityContext; sc != nil {
 		validateIDs(f, sc.RunAsUser, sc.RunAsGroup, spec, p.Child("securityContext"))
+		validateSeccomp(f, sc.SeccompProfile, p.Child("securityContext", "seccompProfile"))
+		validateAppArmor(f, sc.AppArmorProfile, p.Child("securityContext", "appArmorProfile"))
 	}
 	validateDNS(f, spec, p)
 }
@@ -217,6 +220,8 @@ func validateContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[stri
 		validateMounts(f, c.VolumeMounts, volumes, cp.Child("volumeMounts"))
 		if sc := c.SecurityContext; sc != nil {
 			validateIDs(f, sc.RunAsUser, sc.RunAsGroup, spec, cp.Child("securityContext"))
+			validateSeccomp(f, sc.SeccompProfile, cp.Child("securityContext", "seccompProfile"))
+			validateAppArmor(f, sc.AppArmorProfile, cp.Child("securityContext", "appArmorProfile"))
 		}
 		validateCapabilities(f, c.SecurityContext, cp.Child("securityContext"))
 		validateNonRoot(f, c, spec.SecurityContext, cp)

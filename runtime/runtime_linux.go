@@ -21,6 +21,7 @@ import (
 	"github.com/peapod/peapod/runtime/cgroups"
 	"github.com/peapod/peapod/runtime/container"
 	"github.com/peapod/peapod/runtime/sandbox"
+	"github.com/peapod/peapod/runtime/seccomp"
 	"github.com/peapod/peapod/runtime/shim"
 	"github.com/peapod/peapod/runtime/userns"
 )
@@ -65,6 +66,10 @@ type Options struct {
 	// one shim started ahead of the next CreateSandbox, which binds it to
 	// its pod instead of starting a shim, and then starts the next spare.
 	NoSpareShim bool
+	// NoSeccompDefault runs containers that name no seccomp profile
+	// Unconfined, as kubelet without --seccomp-default. By default they
+	// get RuntimeDefault.
+	NoSeccompDefault bool
 }
 
 // Runtime implements reconcile.Runtime. Its methods are safe for concurrent
@@ -87,6 +92,7 @@ type Runtime struct {
 	podLocks podLocks
 	pods     podCache
 	states   stateCache
+	seccomp  seccomp.Cache
 
 	mu sync.Mutex
 	// watching holds the watcher of each pod whose shim is followed.

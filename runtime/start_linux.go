@@ -131,7 +131,14 @@ func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if in.volumes, err = prepareVolumes(pod, c, r.podRoot(pod.UID), owner); err != nil {
 		return nil, err
 	}
-	return buildSpec(in)
+	spec, err := buildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Seccomp, err = r.confine(pod, c); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }
 
 // shimSpec wraps a spec for the shim's launcher.

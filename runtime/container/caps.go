@@ -97,3 +97,28 @@ func parseCap(name string) (capability.Cap, error) {
 	}
 	return 0, fmt.Errorf("unknown capability %q", name)
 }
+
+// Capabilities returns the kernel's names (CAP_NET_ADMIN) of the
+// capabilities of a container whose securityContext.capabilities adds add
+// and drops drop (see containerCaps), as seccomp profiles name them in
+// their includes and excludes.
+func Capabilities(add, drop []string) ([]string, error) {
+	set, err := containerCaps(add, drop)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, c := range capability.ListKnown() {
+		if set&(1<<c) != 0 {
+			names = append(names, "CAP_"+strings.ToUpper(c.String()))
+		}
+	}
+	return names, nil
+}
+
+// DefaultCapabilities returns the names of the capabilities of a container
+// without securityContext.capabilities.
+func DefaultCapabilities() []string {
+	names, _ := Capabilities(nil, nil)
+	return names
+}

@@ -13,7 +13,11 @@
 // or a shim that is killed, leaves no mount behind.
 package container
 
-import "os"
+import (
+	"os"
+
+	"github.com/peapod/peapod/runtime/seccomp"
+)
 
 // InitArg is os.Args[1] of the init stage. The program's main must call
 // RunInit, before anything else, when it sees it.
@@ -90,6 +94,10 @@ type Spec struct {
 	// ReadOnlyRootfs makes the overlay root read-only; the mounts on it
 	// (volumes, /dev, /proc, the sandbox's files) keep their own modes.
 	ReadOnlyRootfs bool
+	// Seccomp, when set, is the filter the command runs under, compiled
+	// for its capabilities; nil runs it unconfined. A process later
+	// started in the container (exec) must install the same program.
+	Seccomp *seccomp.Program
 	// Lower is the read-only image directory.
 	Lower string
 	// Dir is the container's directory on disk; Start makes upper/ and
@@ -127,6 +135,7 @@ type initConfig struct {
 	// root (see containerCaps).
 	Caps           capSet
 	ReadOnlyRootfs bool
+	Seccomp        *seccomp.Program
 	Mounts         []initMount
 	// UnshareCgroupNS tells the init stage that it was moved into its
 	// cgroups after it started, in the parent's cgroup namespace, and must

@@ -118,6 +118,12 @@ func execCommand(cfg *initConfig, sock *os.File) error {
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		return fmt.Errorf("create working directory: %w", err)
 	}
+	if !cfg.NoNewPrivileges {
+		// While CAP_SYS_ADMIN is still ours: see installSeccomp.
+		if err := installSeccomp(cfg); err != nil {
+			return err
+		}
+	}
 	if err := dropPrivileges(cfg); err != nil {
 		return err
 	}
@@ -144,6 +150,12 @@ func execCommand(cfg *initConfig, sock *os.File) error {
 	// its closing then is the parent's signal that it did.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
+	if cfg.NoNewPrivileges {
+		// As late as can be: see installSeccomp.
+		if err := installSeccomp(cfg); err != nil {
+			return err
+		}
 	}
 	err = unix.Exec(path, cfg.Args, cfg.Env)
 	return fmt.Errorf("exec %s: %w", cfg.Args[0], err)

@@ -147,7 +147,7 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 	cfg := initConfig{
 		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
 		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
-		NoNewPrivileges: spec.NoNewPrivileges, Mounts: prep.plan,
+		NoNewPrivileges: spec.NoNewPrivileges, Seccomp: spec.Seccomp, Mounts: prep.plan,
 		Caps: caps, ReadOnlyRootfs: spec.ReadOnlyRootfs,
 		UnshareCgroupNS: placesAfterStart(spec),
 	}
