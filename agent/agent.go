@@ -108,8 +108,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	return err
 }
 
-// metricsHandler serves /metrics from reg and /healthz from the controller.
-func metricsHandler(reg *prometheus.Registry, ctl interface{ Healthy(time.Time) error }) http.Handler {
+// metricsHandler serves /metrics from reg, and /healthz and /readyz from
+// the controller.
+// /readyz answers 200 once the controller has adopted the pods that were
+// running when the agent started (the moment systemd gets READY=1), 503
+// before.
+func metricsHandler(reg *prometheus.Registry, ctl controllerHealth) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +123,21 @@ func metricsHandler(reg *prometheus.Registry, ctl interface{ Healthy(time.Time) 
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-ctl.Ready():
+			fmt.Fprintln(w, "ok")
+		default:
+			http.Error(w, "adopting the pods that were running", http.StatusServiceUnavailable)
+		}
+	})
 	return mux
+}
+
+// controllerHealth is what the health endpoints ask the controller.
+type controllerHealth interface {
+	Healthy(time.Time) error
+	Ready() <-chan struct{}
 }
 
 // newRegistry returns a registry with the Go and process collectors, as

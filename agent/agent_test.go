@@ -117,6 +117,7 @@ func TestRunWiring(t *testing.T) {
 	addr := logField(t, logs, "agent started", "metrics")
 	for path, want := range map[string]string{
 		"/healthz": "ok",
+		"/readyz":  "ok",
 		"/metrics": `peapod_manifest_errors_total{file="` + filepath.Join(cfg.Manifests, "bad.yaml") + `"} 1`,
 	} {
 		resp, err := http.Get("http://" + addr + path)

@@ -139,7 +139,7 @@ func newTestAgent(t *testing.T, extra ...string) *testAgent {
 	return a
 }
 
-// start runs the agent and waits until /healthz answers.
+// start runs the agent and waits until /readyz answers.
 func (a *testAgent) start() {
 	a.t.Helper()
 	// Only this run's log counts: a restarted agent logs its own address.
@@ -157,8 +157,10 @@ func (a *testAgent) start() {
 		close(done)
 	}(a.cmd, a.done)
 	a.metrics = "http://" + a.waitLogField(since, "agent started", "metrics")
-	a.eventually("healthz answers", 10*time.Second, func() error {
-		resp, err := http.Get(a.metrics + "/healthz")
+	// Ready: the pods left running by an earlier agent are adopted and
+	// listed.
+	a.eventually("readyz answers", 30*time.Second, func() error {
+		resp, err := http.Get(a.metrics + "/readyz")
 		if err != nil {
 			return err
 		}
