@@ -196,13 +196,13 @@ func (s *Store) GC(ctx context.Context, inUse func(id string) bool, highPct, low
 	if lowPct > highPct || highPct <= 0 || highPct > 100 {
 		return 0, fmt.Errorf("image gc: thresholds high %d%% and low %d%%: want 0 <= low <= high <= 100", highPct, lowPct)
 	}
-	pct, err := s.usedPct()
+	pct, err := s.usage()
 	if err != nil || pct <= float64(highPct) {
 		return 0, err
 	}
 	s.log.Info("image gc started", "used_pct", int(pct), "high_pct", highPct, "low_pct", lowPct)
 	freed, err = s.removeUnused(ctx, inUse, func() (bool, error) {
-		pct, err := s.usedPct()
+		pct, err := s.usage()
 		return pct >= float64(lowPct), err
 	})
 	s.log.Info("image gc done", "freed_bytes", freed)

@@ -71,6 +71,9 @@ type Store struct {
 
 	pulls  flights
 	layers flights
+	// usage is how full the filesystem under root is, in percent:
+	// usedPct but in tests.
+	usage func() (float64, error)
 
 	// mu serialises this process's holders of the flock on lockFile: a
 	// flock excludes other open files, not goroutines sharing one.
@@ -102,6 +105,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, errors.New("open image store: no root directory")
 	}
 	s := &Store{root: opts.Root, opts: opts, log: opts.Log}
+	s.usage = s.usedPct
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
