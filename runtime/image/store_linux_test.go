@@ -557,4 +557,3 @@ func TestPullDiskFull(t *testing.T) {
 		}
 	}
 }
-
