@@ -214,4 +214,3 @@ func startRegistry(work string) (string, func(), error) {
 	stop()
 	return "", nil, errors.New("docker-registry not ready after 30s")
 }
-
