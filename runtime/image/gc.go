@@ -22,6 +22,13 @@ func (s *Store) dropImage(r *record) (gone []string, err error) {
 	if err := os.Remove(s.recordPath(r.ID)); err != nil {
 		return nil, fmt.Errorf("remove image %s: %w", r.ID, err)
 	}
+	// The config and manifest are the image's own: a config digest is
+	// the image's ID, and a manifest names exactly one config.
+	for _, d := range []string{r.ID, r.Manifest} {
+		if err := os.Remove(filepath.Join(s.root, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("remove image blob", "blob", d, "err", err)
+		}
+	}
 	rs, err := s.records()
 	if err != nil {
 		return nil, err

@@ -503,6 +503,10 @@ func TestRemovePruneGC(t *testing.T) {
 		t.Errorf("images left by GC (-want +got):\n%s", diff)
 	}
 	assertEmpty(t, s.root, "tmp")
+	// A config and a manifest per image left, nothing of the others.
+	if blobs, _ := os.ReadDir(filepath.Join(s.root, "blobs", "sha256")); len(blobs) != 2*len(list) {
+		t.Errorf("%d blobs for %d images, want 2 each", len(blobs), len(list))
+	}
 }
 
 // TestOpenSweeps checks that Open removes the work directories of dead

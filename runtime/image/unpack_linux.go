@@ -98,9 +98,12 @@ func unpackLayer(r io.Reader, dir string) (u *unpacker, err error) {
 			return nil, fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}
 	}
-	// Directories get their times last: writing their entries changed them.
+	// Directories get their times last: writing their entries changed
+	// them. A directory a later entry replaced (by a symlink, say) is no
+	// longer reachable and keeps no time.
 	for _, d := range u.dirs {
-		if err := u.setTimes(d.name, d.mtime); err != nil {
+		err := u.setTimes(d.name, d.mtime)
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.ENOTDIR) {
 			return nil, fmt.Errorf("layer entry %q: %w", d.name, err)
 		}
 	}
