@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -114,11 +116,21 @@ func TestPullAndGet(t *testing.T) {
 	img := busyboxImage(t)
 	ref := reg.push(t, "test/busybox:v1", img)
 	root := filepath.Join(t.TempDir(), "images")
-	s := openTestStore(t, Options{Root: root})
+	metrics := prometheus.NewRegistry()
+	s := openTestStore(t, Options{Root: root, Metrics: metrics})
 
 	got, err := s.Pull(context.Background(), ref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(s.met.pulls.WithLabelValues("success")); n != 1 {
+		t.Errorf("peapod_image_pulls_total{result=success} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(s.met.bytes); n < 1<<19 {
+		t.Errorf("peapod_image_pull_bytes_total = %v, want the compressed layers' size", n)
+	}
+	if n, err := testutil.GatherAndCount(metrics, "peapod_image_pull_duration_seconds"); err != nil || n != 1 {
+		t.Errorf("pull duration histogram: %d series, %v", n, err)
 	}
 	cfgName, _ := img.ConfigName()
 	digest, _ := img.Digest()
@@ -204,6 +216,38 @@ func TestPullOnce(t *testing.T) {
 	if b.Layers[0] != a.Layers[0] {
 		t.Errorf("shared layer unpacked twice: %s and %s", a.Layers[0], b.Layers[0])
 	}
+}
+
+// TestTwoStoresOneRoot pulls one image through two stores on one root at
+// once, as the agent and the CLI may: both get it, unpacked once.
+func TestTwoStoresOneRoot(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	ref := reg.push(t, "test/a:1", busyboxImage(t))
+	a := openTestStore(t, Options{})
+	b := openTestStore(t, Options{Root: a.root})
+	var wg sync.WaitGroup
+	imgs := make([]*Image, 2)
+	for i, s := range []*Store{a, b} {
+		wg.Go(func() {
+			img, err := s.Pull(context.Background(), ref, PullOptions{})
+			if err != nil {
+				t.Error(err)
+			}
+			imgs[i] = img
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if diff := cmp.Diff(imgs[0].Layers, imgs[1].Layers); diff != "" {
+		t.Errorf("layers differ (-a +b):\n%s", diff)
+	}
+	if layers, _ := os.ReadDir(filepath.Join(a.root, "layers")); len(layers) != 2 {
+		t.Errorf("%d layer directories, want 2", len(layers))
+	}
+	assertEmpty(t, a.root, "tmp")
 }
 
 // TestPullCancelOneWaiter cancels one of two pulls waiting on the same
