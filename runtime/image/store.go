@@ -64,7 +64,6 @@ var ErrNotFound = errors.New("image not found in the local store")
 // CLI) may use one store at once. A Store is safe for concurrent use.
 type Store struct {
 	root string
-	opts Options
 	log  *slog.Logger
 	reg  registryConfig
 	met  *metrics
@@ -104,7 +103,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Root == "" {
 		return nil, errors.New("open image store: no root directory")
 	}
-	s := &Store{root: opts.Root, opts: opts, log: opts.Log}
+	s := &Store{root: opts.Root, log: opts.Log}
 	s.usage = s.usedPct
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
