@@ -24,7 +24,8 @@ type flight struct {
 }
 
 // do runs fn for key, or joins the call running for it, and returns its
-// result, or ctx's error when ctx is done first.
+// result, or ctx's error when ctx is done first. The last caller to give
+// up cancels the call and waits for fn to return.
 func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
 	f.mu.Lock()
 	if f.calls == nil {
@@ -36,7 +37,7 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (
 		c = &flight{done: make(chan struct{}), cancel: cancel}
 		f.calls[key] = c
 		// The goroutine belongs to the flight: it ends when fn returns,
-		// at the latest soon after the last waiter cancels fctx.
+		// and the last waiter to give up cancels fctx and waits for it.
 		go func() {
 			defer close(c.done)
 			c.val, c.err = fn(fctx)
@@ -52,7 +53,9 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (
 		return c.val, c.err
 	case <-ctx.Done():
 		f.mu.Lock()
-		if c.waiters--; c.waiters == 0 {
+		c.waiters--
+		last := c.waiters == 0
+		if last {
 			c.cancel()
 			// A new caller must start afresh, not join a cancelled call.
 			if f.calls[key] == c {
@@ -60,6 +63,11 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (
 			}
 		}
 		f.mu.Unlock()
+		if last {
+			// The call was this caller's alone now: wait for it to stop
+			// and clean up, so that nothing of it outlives the return.
+			<-c.done
+		}
 		return nil, ctx.Err()
 	}
 }
