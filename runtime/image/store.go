@@ -163,20 +163,28 @@ type workDir struct {
 	f    *os.File
 }
 
+// newWorkDir makes and locks a work directory. It does so under the store
+// lock, as sweep decides under it, so that a sweep never sees a new
+// directory before its owner has locked it.
 func (s *Store) newWorkDir() (*workDir, error) {
-	p, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "work-")
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(p)
-	if err == nil {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-	}
-	if err != nil {
-		os.RemoveAll(p)
-		return nil, err
-	}
-	return &workDir{path: p, f: f}, nil
+	var w *workDir
+	err := s.locked(func() error {
+		p, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "work-")
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err == nil {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		}
+		if err != nil {
+			os.RemoveAll(p)
+			return err
+		}
+		w = &workDir{path: p, f: f}
+		return nil
+	})
+	return w, err
 }
 
 // release removes what is left of the work directory (nothing once it
@@ -186,26 +194,44 @@ func (w *workDir) release() {
 	w.f.Close()
 }
 
-// sweep removes the work directories no live process holds.
+// sweep removes what crashed processes left: the work directories no
+// live process holds, and the temporary files of atomic writes, which
+// are only made under the store lock. Deciding happens under the store
+// lock; the removal of a stale directory, which may be large, happens
+// after it, holding the directory's own lock.
 func (s *Store) sweep() {
-	dir := filepath.Join(s.root, "tmp")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		s.log.Warn("sweep image store work directories", "err", err)
-		return
-	}
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if err := os.RemoveAll(p); err != nil {
-				s.log.Warn("remove stale image work directory", "dir", p, "err", err)
+	var stale []*workDir
+	err := s.locked(func() error {
+		for _, d := range []string{"images", "blobs/sha256"} {
+			tmps, _ := filepath.Glob(filepath.Join(s.root, d, ".tmp-*"))
+			for _, p := range tmps {
+				os.Remove(p)
 			}
 		}
-		f.Close()
+		dir := filepath.Join(s.root, "tmp")
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			f, err := os.Open(p)
+			if err != nil {
+				continue
+			}
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+				f.Close()
+				continue
+			}
+			stale = append(stale, &workDir{path: p, f: f})
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("sweep image store work directories", "err", err)
+	}
+	for _, w := range stale {
+		w.release()
 	}
 }
 

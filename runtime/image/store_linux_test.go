@@ -570,7 +570,14 @@ func TestOpenSweeps(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(stale, "fs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	torn := filepath.Join(s.root, "images", ".tmp-123")
+	if err := os.WriteFile(torn, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	openTestStore(t, Options{Root: s.root})
+	if _, err := os.Stat(torn); !os.IsNotExist(err) {
+		t.Errorf("torn record write kept: %v", err)
+	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale work directory kept: %v", err)
 	}
