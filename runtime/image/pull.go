@@ -66,8 +66,8 @@ func (s *Store) Pull(ctx context.Context, ref Reference, o PullOptions) (*Image,
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	img := *v.(*Image)
-	return &img, nil
+	// Every caller joined to the pull owns its copy.
+	return v.(*Image).clone(), nil
 }
 
 func (s *Store) pull(ctx context.Context, ref Reference, o PullOptions) (*Image, error) {

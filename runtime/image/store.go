@@ -325,19 +325,28 @@ func (s *Store) find(ref string) (*record, error) {
 	return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
 }
 
+// clone is a deep copy of img.
+func (img *Image) clone() *Image {
+	c := *img
+	c.Names = slices.Clone(img.Names)
+	c.RepoDigests = slices.Clone(img.RepoDigests)
+	c.Layers = slices.Clone(img.Layers)
+	c.Config.Entrypoint = slices.Clone(img.Config.Entrypoint)
+	c.Config.Cmd = slices.Clone(img.Config.Cmd)
+	c.Config.Env = slices.Clone(img.Config.Env)
+	return &c
+}
+
 // image makes the Image a record describes.
 func (s *Store) image(r *record) (*Image, error) {
-	img := &Image{
+	img := (&Image{
 		ID:          r.ID,
-		Names:       slices.Clone(r.Names),
-		RepoDigests: slices.Clone(r.RepoDigests),
+		Names:       r.Names,
+		RepoDigests: r.RepoDigests,
 		Config:      r.Config,
 		Created:     r.Created,
 		LastUsed:    r.LastUsed,
-	}
-	img.Config.Entrypoint = slices.Clone(r.Config.Entrypoint)
-	img.Config.Cmd = slices.Clone(r.Config.Cmd)
-	img.Config.Env = slices.Clone(r.Config.Env)
+	}).clone()
 	for _, d := range r.DiffIDs {
 		m, err := s.readLayerMeta(d)
 		if err != nil {
