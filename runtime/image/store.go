@@ -347,7 +347,14 @@ func (s *Store) image(r *record) (*Image, error) {
 		Created:     r.Created,
 		LastUsed:    r.LastUsed,
 	}).clone()
-	for _, d := range r.DiffIDs {
+	for i, d := range r.DiffIDs {
+		// overlay refuses a lower directory twice (ELOOP), and images
+		// repeat layers (the empty one above all). Only the topmost
+		// copy counts: every entry of a lower copy is decided again by
+		// the same entry above it, so the merged tree is the same.
+		if slices.Contains(r.DiffIDs[i+1:], d) {
+			continue
+		}
 		m, err := s.readLayerMeta(d)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: layer %s: %w", r.ID, d, err)

@@ -250,6 +250,32 @@ func TestTwoStoresOneRoot(t *testing.T) {
 	assertEmpty(t, a.root, "tmp")
 }
 
+// TestRepeatedLayer pulls an image with a layer twice: overlay takes a
+// lower directory once, so the image lists its topmost copy only.
+func TestRepeatedLayer(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	a, b := layerOf(t, tarOf(t, fileE("a", "a"))), layerOf(t, tarOf(t, fileE("b", "b")))
+	ref := reg.push(t, "test/repeat:1", imageOf(t, v1.Config{}, a, b, a))
+	s := openTestStore(t, Options{})
+	img, err := s.Pull(context.Background(), ref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img.Layers) != 2 || !strings.HasSuffix(filepath.Dir(img.Layers[0]), mustDiffID(t, b)) || !strings.HasSuffix(filepath.Dir(img.Layers[1]), mustDiffID(t, a)) {
+		t.Errorf("Layers = %v, want b's then a's", img.Layers)
+	}
+}
+
+func mustDiffID(t *testing.T, l v1.Layer) string {
+	t.Helper()
+	d, err := l.DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Hex
+}
+
 // TestPullCancelOneWaiter cancels one of two pulls waiting on the same
 // download: the other still gets the image.
 func TestPullCancelOneWaiter(t *testing.T) {
