@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,7 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	corev1 "k8s.io/api/core/v1"
 
+	"github.com/peapod/peapod/agent"
 	"github.com/peapod/peapod/runtime/image"
 )
 
@@ -131,6 +135,50 @@ func TestImageCLI(t *testing.T) {
 	run(0, "rm", "--force", "example.com/imported:v1", "example.com/saved:v0", "docker-archive:"+archive)
 	if ents, _ := os.ReadDir(filepath.Join(root, "images", "layers")); len(ents) != 0 {
 		t.Errorf("layers left after the last image went: %v", ents)
+	}
+}
+
+// TestImagePruneAsksAgent serves a pod list on the agent's status socket:
+// prune keeps the image the pod names and removes the other.
+func TestImagePruneAsksAgent(t *testing.T) {
+	requireRoot(t)
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, repo := range []string{"kept", "pruned"} {
+		r, err := name.ParseReference(host + "/e2e/" + repo + ":1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(r, testImage(t, repo)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, state := t.TempDir(), t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(state, agent.SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := corev1.PodList{Items: []corev1.Pod{{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: host + "/e2e/kept:1"}}}}}}
+	agentSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(pods)
+	})}
+	go agentSrv.Serve(l)
+	t.Cleanup(func() { agentSrv.Close() })
+	for _, repo := range []string{"kept", "pruned"} {
+		if out, code := runPeapod(t, "image", "pull", "--root", root, host+"/e2e/"+repo+":1"); code != 0 {
+			t.Fatalf("pull: %s", out)
+		}
+	}
+	if out, code := runPeapod(t, "image", "prune", "--root", root, "--state", state); code != 0 || strings.Contains(out, "booted") {
+		t.Fatalf("prune (exit %d) did not ask the agent:\n%s", code, out)
+	}
+	out, _ := runPeapod(t, "image", "ls", "--root", root)
+	if !strings.Contains(out, "e2e/kept") || strings.Contains(out, "e2e/pruned") {
+		t.Errorf("after prune, want only the pod's image:\n%s", out)
+	}
+	if out, code := runPeapod(t, "image", "rm", "--root", root, "--state", state, host+"/e2e/kept:1"); code == 0 || !strings.Contains(out, "may be in use") {
+		t.Errorf("rm of the pod's image (exit %d):\n%s", code, out)
 	}
 }
 

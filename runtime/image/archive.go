@@ -93,6 +93,8 @@ func resolveLayout(ref Reference, dir string) (*source, error) {
 	switch {
 	case len(found) == 0 && ref.Tag != "":
 		return nil, fmt.Errorf("oci layout %s has no image tagged %q: %w", ref.Path, ref.Tag, ErrNotFound)
+	case len(found) != 1 && ref.Transport == OCIArchive:
+		return nil, fmt.Errorf("oci archive %s holds %d images; peapod takes archives of one image", ref.Path, len(found))
 	case len(found) != 1:
 		return nil, fmt.Errorf("oci layout %s holds %d images; name one: oci:%s:TAG", ref.Path, len(found), ref.Path)
 	}

@@ -450,6 +450,15 @@ func TestPullArchives(t *testing.T) {
 	if err := os.WriteFile(ociArchive, tarDir(t, filepath.Join(dir, "layout")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The layout, not the archive, also holds a multi-arch index.
+	foreign := imageOf(t, v1.Config{Cmd: []string{"foreign"}}, layerOf(t, tarOf(t, fileE("foreign", "x"))))
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: foreign, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}}},
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: hostPlatform().Architecture}}},
+	)
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{refNameAnnotation: "multi"})); err != nil {
+		t.Fatal(err)
+	}
 	s := openTestStore(t, Options{})
 	for _, tc := range []struct {
 		ref   string
@@ -457,6 +466,7 @@ func TestPullArchives(t *testing.T) {
 	}{
 		{"docker-archive:" + dockerArchive, []string{"docker-archive:" + dockerArchive, "example.com/team/app:v1"}},
 		{"oci:" + dir + "/layout:v2", []string{"oci:" + dir + "/layout:v2"}},
+		{"oci:" + dir + "/layout:multi", []string{"oci:" + dir + "/layout:multi"}},
 		{"oci-archive:" + ociArchive, []string{"oci-archive:" + ociArchive}},
 	} {
 		got, err := s.Pull(context.Background(), mustParse(t, tc.ref), PullOptions{})
