@@ -277,13 +277,20 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID v1.Hash, com
 	if s.haveLayer(diffID.String()) {
 		return nil
 	}
-	_, err := s.layers.do(ctx, diffID.String(), func(ctx context.Context) (any, error) {
-		if s.haveLayer(diffID.String()) {
-			return nil, nil
+	for {
+		_, err := s.layers.do(ctx, diffID.String(), func(ctx context.Context) (any, error) {
+			if s.haveLayer(diffID.String()) {
+				return nil, nil
+			}
+			return nil, s.fetchLayer(ctx, l, diffID, compressed, progress)
+		})
+		// The download this pull joined was another pull's, cancelled
+		// with it: fetch the layer again, as this pull's own.
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			continue
 		}
-		return nil, s.fetchLayer(ctx, l, diffID, compressed, progress)
-	})
-	return err
+		return err
+	}
 }
 
 // fetchLayer downloads and unpacks a layer into a work directory, checks

@@ -276,6 +276,48 @@ func mustDiffID(t *testing.T, l v1.Layer) string {
 	return d.Hex
 }
 
+// TestPullSharedLayerCancel pulls two images sharing a layer; the pull
+// whose download of that layer the other joined is cancelled: the other
+// still gets its image.
+func TestPullSharedLayerCancel(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	layers := busyboxLayers(t)
+	base := layerOf(t, layers[0])
+	refA := reg.push(t, "test/a:1", imageOf(t, v1.Config{Cmd: []string{"a"}}, base))
+	refB := reg.push(t, "test/b:1", imageOf(t, v1.Config{Cmd: []string{"b"}}, base))
+	digest, _ := base.Digest()
+	diffID, _ := base.DiffID()
+	started, release := make(chan struct{}, 4), make(chan struct{})
+	reg.wrap = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.HasSuffix(r.URL.Path, digest.String()) && r.Method == http.MethodGet {
+			started <- struct{}{}
+			<-release
+		}
+		next.ServeHTTP(w, r)
+	}
+	s := openTestStore(t, Options{})
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := s.Pull(ctxA, refA, PullOptions{}); errA <- err }()
+	<-started
+	go func() { _, err := s.Pull(context.Background(), refB, PullOptions{}); errB <- err }()
+	waitFor(t, func() bool {
+		s.layers.mu.Lock()
+		defer s.layers.mu.Unlock()
+		c := s.layers.calls[diffID.String()]
+		return c != nil && c.waiters == 2
+	})
+	cancelA()
+	if err := <-errA; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled pull: %v", err)
+	}
+	close(release)
+	if err := <-errB; err != nil {
+		t.Errorf("the other pull failed with the cancelled one: %v", err)
+	}
+}
+
 // TestPullCancelOneWaiter cancels one of two pulls waiting on the same
 // download: the other still gets the image.
 func TestPullCancelOneWaiter(t *testing.T) {
