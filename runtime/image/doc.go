@@ -37,7 +37,7 @@
 // why, is on the unpacker type: in short, no path ever resolves outside
 // the layer or through a symlink (openat2 RESOLVE_BENEATH|
 // RESOLVE_NO_SYMLINKS), device nodes are skipped as containerd and moby do
-// for user namespaces, fifos are made, setuid/setgid bits are kept (the
+// when they unpack in a user namespace, fifos are made, setuid/setgid bits are kept (the
 // store is mode 0700, so no host user can reach a setuid file), and only
 // user.* and security.capability xattrs are kept (trusted.* would let a
 // layer forge overlay metadata). A tar bomb is bounded by the disk: a

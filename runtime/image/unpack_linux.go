@@ -36,10 +36,11 @@ const (
 //   - Hard link targets are resolved the same way, and linkat is called
 //     without AT_SYMLINK_FOLLOW, so a link to a symlink links the symlink
 //     itself, never what it points at.
-//   - Device nodes are skipped, as containerd and moby do when unpacking
-//     for user-namespaced containers: the layer is shown to containers
-//     whose root is an unprivileged host user, which could not make them,
-//     and a device node here would be a host device the image chose.
+//   - Device nodes are skipped, as containerd's and moby's unpackers do
+//     when they run in a user namespace (rootless), where mknod is
+//     refused: the layer is shown to containers whose root is an
+//     unprivileged host user, which could not make them either, and a
+//     device node here would be a host device the image chose.
 //     Overlay whiteouts (0/0 character devices) are made by peapod from
 //     .wh. entries, never taken from the tar.
 //   - Only user.* and security.capability xattrs are kept. trusted.* and
