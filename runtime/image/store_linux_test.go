@@ -186,20 +186,33 @@ func TestPullOnce(t *testing.T) {
 	other := reg.push(t, "test/b:1", imageOf(t, v1.Config{Cmd: []string{"true"}}, base))
 	s := openTestStore(t, Options{})
 	reg.blobGets.Store(0)
+	// Blobs are held back until all eight pulls wait on the first, so
+	// that none can finish before the last starts.
+	release := make(chan struct{})
+	reg.wrap = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			<-release
+		}
+		next.ServeHTTP(w, r)
+	}
 
 	var wg sync.WaitGroup
-	ids := make([]string, 8)
-	for i := range ids {
+	for range 8 {
 		wg.Go(func() {
-			img, err := s.Pull(context.Background(), ref, PullOptions{})
-			if err != nil {
+			if _, err := s.Pull(context.Background(), ref, PullOptions{}); err != nil {
 				t.Error(err)
-				return
 			}
-			ids[i] = img.ID
 		})
 	}
+	waitFor(t, func() bool {
+		s.pulls.mu.Lock()
+		defer s.pulls.mu.Unlock()
+		c := s.pulls.calls[ref.String()]
+		return c != nil && c.waiters == 8
+	})
+	close(release)
 	wg.Wait()
+	reg.wrap = nil
 	// The config and two layers.
 	if n := reg.blobGets.Load(); n != 3 {
 		t.Errorf("%d blob downloads for 8 concurrent pulls, want 3", n)
