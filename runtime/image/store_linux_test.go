@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,7 +26,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
@@ -172,6 +176,32 @@ func TestPullAndGet(t *testing.T) {
 	list, err := s2.List()
 	if err != nil || len(list) != 1 || list[0].LastUsed.IsZero() {
 		t.Errorf("List = %v, %v; want the image, used", list, err)
+	}
+}
+
+// TestPullCompressions pulls an image whose layers are zstd, plain tar
+// and gzip: the store tells them by their first bytes.
+func TestPullCompressions(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	zstdLayer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarOf(t, fileE("z", "zstd")))), nil
+	}, tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := static.NewLayer(tarOf(t, fileE("p", "plain")), types.OCIUncompressedLayer)
+	gz := layerOf(t, tarOf(t, fileE("g", "gzip")))
+	ref := reg.push(t, "test/compressions:1", imageOf(t, v1.Config{}, zstdLayer, plain, gz))
+	s := openTestStore(t, Options{})
+	img, err := s.Pull(context.Background(), ref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[int]string{0: "z", 1: "p", 2: "g"} {
+		if _, err := os.Stat(filepath.Join(img.Layers[i], want)); err != nil {
+			t.Errorf("layer %d: %v", i, err)
+		}
 	}
 }
 
