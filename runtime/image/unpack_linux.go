@@ -32,7 +32,10 @@ const (
 //     single-component name. A "..", an absolute name, or a symlink that
 //     an earlier entry planted (symlink-then-write) can therefore never
 //     lead a write outside the layer: the kernel refuses the walk
-//     (EXDEV/ELOOP) rather than peapod checking strings.
+//     (EXDEV/ELOOP) rather than peapod checking strings. Where containerd
+//     would follow a symlink of the same layer if it stays inside, peapod
+//     refuses the layer: build tools never write such entries (a layer
+//     diff lists real paths), and a refusal is the simpler proof.
 //   - Hard link targets are resolved the same way, and linkat is called
 //     without AT_SYMLINK_FOLLOW, so a link to a symlink links the symlink
 //     itself, never what it points at.
