@@ -19,6 +19,8 @@ deps() {
 	command -v ip >/dev/null || need+=(iproute2)
 	command -v promtool >/dev/null || need+=(prometheus)
 	command -v systemd-analyze >/dev/null || need+=(systemd)
+	command -v docker-registry >/dev/null || need+=(docker-registry)
+	command -v skopeo >/dev/null || need+=(skopeo)
 	((${#need[@]})) || return 0
 	if (($(id -u) != 0)); then
 		echo "test.sh: missing ${need[*]}; install them or run as root" >&2

@@ -49,6 +49,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newImageCommand(), newVersionCommand())
 	return root
 }

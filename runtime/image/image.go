@@ -16,7 +16,9 @@ type Image struct {
 	// of a container status's imageID.
 	RepoDigests []string
 	// Layers are the absolute paths of the unpacked layer directories,
-	// the base layer first (the order of the image's diff IDs). Each is in
+	// the base layer first (the order of the image's diff IDs; a layer
+	// the image repeats is listed once, at its topmost place, as overlay
+	// takes a directory once and the merged tree is the same). Each is in
 	// overlay's format: whiteouts are 0/0 character devices, opaque
 	// directories carry the trusted.overlay.opaque xattr.
 	Layers []string

@@ -1,7 +1,3 @@
-// Package image keeps container images on the host: it parses image
-// references, pulls images from registries and imports archives into a
-// content-addressed store under the agent's root, and hands the runtime an
-// image's unpacked layers and config. It knows nothing of pods.
 package image
 
 import (
