@@ -91,7 +91,7 @@ func buildSpec(in *specInput) (*container.Spec, error) {
 		Cwd:    in.c.WorkingDir,
 		UID:    uid,
 		GID:    gid,
-		Lower:  in.rootfs,
+		Lower:  []string{in.rootfs},
 		Dir:    in.dir,
 		UserNS: in.userNS,
 		NetNS:  in.sandbox.NetNS,

@@ -242,7 +242,7 @@ func TestBuildSpec(t *testing.T) {
 		Cwd:             "/work",
 		AdditionalGIDs:  []uint32{44},
 		NoNewPrivileges: true,
-		Lower:           "/img",
+		Lower:           []string{"/img"},
 		Dir:             "/var/lib/peapod/pods/1234/containers/app/3",
 		UserNS:          &container.IDMap{HostID: 1 << 30, Size: 65536},
 		NetNS:           sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS,
