@@ -87,4 +87,3 @@ func TestEnsureRootfsImage(t *testing.T) {
 		}
 	}
 }
-

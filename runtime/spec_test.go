@@ -205,7 +205,7 @@ func TestBuildSpec(t *testing.T) {
 	spec, err := buildSpec(&specInput{
 		pod: pod, c: c, req: reconcile.StartRequest{UID: pod.UID, Container: "app", Attempt: 3},
 		image: &image.Image{Layers: []string{"/img"}}, user: &execUser{Groups: []uint32{44}},
-		dir: "/var/lib/peapod/pods/1234/containers/app/3",
+		dir:    "/var/lib/peapod/pods/1234/containers/app/3",
 		userNS: &container.IDMap{HostID: 1 << 30, Size: 65536}, sandbox: sb,
 		volumes: map[string]string{"data": "/var/lib/peapod/pods/1234/volumes/data"},
 	})
