@@ -32,6 +32,8 @@ type harness struct {
 	turned chan struct{}
 	// metrics, when set before start, is handed to the controller.
 	metrics *Metrics
+	// images, when set before start, is handed to the controller.
+	images Images
 }
 
 func newHarness(t *testing.T) *harness {
@@ -52,6 +54,7 @@ func (h *harness) start() {
 		Log:     slog.New(slog.NewTextHandler(h.t.Output(), nil)),
 		Resync:  time.Hour,
 		Metrics: h.metrics,
+		Images:  h.images,
 	})
 	h.c.afterTurn = func() { poke(h.turned) }
 	ctx, cancel := context.WithCancel(context.Background())

@@ -42,6 +42,10 @@ type worker struct {
 	mu     sync.Mutex
 	in     input
 	status []*corev1.Pod
+	// cancelPull cancels the pulls of the sync in progress, which drives
+	// towards pullUID; nil between syncs.
+	cancelPull context.CancelFunc
+	pullUID    types.UID
 
 	// Owned by the worker goroutine.
 	views   map[types.UID]*podView
@@ -69,12 +73,25 @@ func newWorker(c *Controller, key string) *worker {
 }
 
 // set stores the latest input and reports whether the desired pod changed.
+// It cancels the pulls in progress for a pod that is no longer wanted.
 func (w *worker) set(in input) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	changed := uidOf(w.in.desired) != uidOf(in.desired) || w.in.keep != in.keep
 	w.in = in
+	if w.cancelPull != nil && !in.wants(w.pullUID) {
+		w.cancelPull()
+	}
 	return changed
+}
+
+// wants reports whether the input still asks for pod uid to run: it is
+// the desired pod, or the manifest is in error and the pod kept.
+func (in input) wants(uid types.UID) bool {
+	if in.desired == nil {
+		return in.keep
+	}
+	return in.desired.UID == uid
 }
 
 func (w *worker) input() input {
@@ -239,6 +256,9 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 	for name := range v.containers {
 		w.backoff.forget(backoffKey(uid, name))
 	}
+	for _, c := range v.pod.Spec.Containers {
+		w.backoff.forget(imageBackoffKey(uid, c.Image))
+	}
 	w.log.Info("removed pod", "uid", uid)
 	return nil
 }
@@ -294,13 +314,16 @@ func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	var starts []*pendingStart
 	for _, c := range v.pod.Spec.Containers {
 		cv := v.container(c.Name)
+		pullBackOff(cv.failure, c.Image)
 		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
 		if d.start {
 			starts = append(starts, w.prepareStart(v, c, cv, d))
 		}
 		retryAt = earliest(retryAt, d.retryAt)
 	}
-	w.runStarts(ctx, starts)
+	pullCtx, cancel := w.pullContext(ctx, v.pod.UID)
+	defer cancel()
+	w.runStarts(ctx, pullCtx, v.pod, starts)
 	for _, s := range starts {
 		retryAt = earliest(retryAt, w.finishStart(ctx, v, s))
 	}
@@ -316,6 +339,9 @@ type pendingStart struct {
 	at  time.Time
 	req StartRequest
 	err error
+	// pulling tells that err comes from Images.EnsureImage; cancelled,
+	// that the pull was cancelled because the pod is no longer wanted.
+	pulling, cancelled bool
 }
 
 // prepareStart advances the container's back-off for a retry and builds its
@@ -324,7 +350,7 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 	now := w.c.clock.Now()
 	key := backoffKey(v.pod.UID, c.Name)
 	if !d.failedAt.IsZero() {
-		w.backoff.next(key, d.failedAt, now)
+		w.backoff.next(d.backoffKey, d.failedAt, now)
 	}
 	return &pendingStart{
 		c: c, cv: cv, d: d, key: key, at: now,
@@ -332,13 +358,12 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 	}
 }
 
-// runStarts calls StartContainer for every start, concurrently, and
-// returns when all have returned. A panic in one is raised again here, on
-// the worker goroutine, once the others are done, so that syncSafely
-// handles it as any other.
-func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
+// runStarts runs every start, concurrently, and returns when all have
+// returned. A panic in one is raised again here, on the worker goroutine,
+// once the others are done, so that syncSafely handles it as any other.
+func (w *worker) runStarts(ctx, pullCtx context.Context, pod *corev1.Pod, starts []*pendingStart) {
 	if len(starts) == 1 {
-		starts[0].err = w.c.rt.StartContainer(ctx, starts[0].req)
+		w.start(ctx, pullCtx, pod, starts[0])
 		return
 	}
 	panics := make([]any, len(starts))
@@ -346,7 +371,7 @@ func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
 	for i, s := range starts {
 		wg.Go(func() {
 			defer func() { panics[i] = recover() }()
-			s.err = w.c.rt.StartContainer(ctx, s.req)
+			w.start(ctx, pullCtx, pod, s)
 		})
 	}
 	wg.Wait()
@@ -357,14 +382,53 @@ func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
 	}
 }
 
+// start makes the container's image present, then starts the container
+// with it. The pull runs on pullCtx, which is cancelled when the pod is
+// deleted or edited.
+func (w *worker) start(ctx, pullCtx context.Context, pod *corev1.Pod, s *pendingStart) {
+	if w.c.images != nil {
+		ref, err := w.c.images.EnsureImage(pullCtx, pod, &s.c)
+		if err != nil {
+			s.err, s.pulling, s.cancelled = pullError(err), true, pullCtx.Err() != nil
+			return
+		}
+		s.req.Image = ref
+	}
+	s.err = w.c.rt.StartContainer(ctx, s.req)
+}
+
+// pullContext returns the context of the pulls of a sync towards pod uid:
+// set (the main loop handing the worker a new desired pod) cancels it
+// once uid is no longer the pod to run, so a pull in progress never
+// outlives the pod that asked for it.
+func (w *worker) pullContext(ctx context.Context, uid types.UID) (context.Context, context.CancelFunc) {
+	pullCtx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pullUID, w.cancelPull = uid, cancel
+	if !w.in.wants(uid) {
+		cancel()
+	}
+	return pullCtx, func() {
+		w.mu.Lock()
+		w.cancelPull = nil
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
 // finishStart records the outcome of one start and returns when to retry
 // if it failed.
 func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) time.Time {
 	if s.err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.cancelled {
 			return time.Time{}
 		}
-		return w.startFailed(s.c.Name, s.cv, s.key, s.d, s.err, s.at)
+		key := s.key
+		if s.pulling {
+			key = imageBackoffKey(v.pod.UID, s.c.Image)
+		}
+		return w.startFailed(s.c.Name, s.cv, key, s.d, s.err, s.at)
 	}
 	s.cv.failure = nil
 	s.cv.record(ContainerState{Name: s.c.Name, Attempt: s.d.attempt, Image: s.c.Image, Phase: ContainerRunning, StartedAt: s.at}, false)
@@ -380,12 +444,13 @@ func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) t
 // startFailed records a failed start, shown as the container's Waiting
 // reason, and returns when to retry.
 func (w *worker) startFailed(name string, cv *containerView, key string, d decision, err error, now time.Time) time.Time {
-	failure := &startFailure{at: now, reason: "RunContainerError", message: err.Error()}
+	failure := &startFailure{at: now, reason: "RunContainerError", message: err.Error(), backoffKey: key}
 	var se *StartError
 	if errors.As(err, &se) {
 		failure.reason, failure.message = se.Reason, se.Err.Error()
 	}
-	if d.failedAt.IsZero() {
+	if d.failedAt.IsZero() || d.backoffKey != key {
+		// The first failure counted against this back-off.
 		w.backoff.next(key, now, now)
 	}
 	cv.failure = failure
