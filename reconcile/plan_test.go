@@ -80,7 +80,7 @@ func TestDecide(t *testing.T) {
 		{name: "failed pull: the image's back-off, not the container's",
 			cv:      containerView{failure: &startFailure{at: epoch, reason: "ImagePullBackOff", message: "m", backoffKey: "uid_img"}},
 			backoff: true, now: epoch.Add(time.Second),
-			want:    decision{start: true, attempt: 0, failedAt: epoch, backoffKey: "uid_img"}},
+			want: decision{start: true, attempt: 0, failedAt: epoch, backoffKey: "uid_img"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
