@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,6 +39,19 @@ type Config struct {
 	CgroupParent string `json:"cgroup-parent"`
 	PodPidsLimit int64  `json:"pod-pids-limit"`
 	UsernsRange  string `json:"userns-range"`
+
+	// InsecureRegistries are HOST[:PORT]s reached over plain HTTP or with
+	// an unverified certificate (loopback registries always are).
+	InsecureRegistries []string `json:"insecure-registry"`
+	// RegistryMirrors are URLs tried before Docker Hub for docker.io
+	// images.
+	RegistryMirrors  []string `json:"registry-mirror"`
+	RegistryAuthFile string   `json:"registry-auth-file"`
+	// ImageGCHighThreshold and ImageGCLowThreshold are percentages of the
+	// disk under Root: above high, unused images are removed, oldest use
+	// first, until usage is below low.
+	ImageGCHighThreshold int `json:"image-gc-high-threshold"`
+	ImageGCLowThreshold  int `json:"image-gc-low-threshold"`
 }
 
 // Defaults for the agent's configuration.
@@ -47,6 +61,8 @@ const (
 	DefaultState       = "/run/peapod"
 	DefaultLogDir      = "/var/log/pods"
 	DefaultMetricsAddr = "127.0.0.1:10265"
+	// DefaultRegistryAuthFile is root's docker login file.
+	DefaultRegistryAuthFile = "/root/.docker/config.json"
 )
 
 // DefaultConfig returns the configuration used when neither a flag nor the
@@ -66,6 +82,11 @@ func DefaultConfig() Config {
 		CgroupParent: "peapod",
 		PodPidsLimit: cgroups.DefaultPodPidsLimit,
 		UsernsRange:  userns.DefaultRange.String(),
+
+		RegistryAuthFile: DefaultRegistryAuthFile,
+		// kubelet's defaults.
+		ImageGCHighThreshold: 85,
+		ImageGCLowThreshold:  80,
 	}
 }
 
@@ -84,6 +105,11 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CgroupParent, "cgroup-parent", c.CgroupParent, "cgroup under which every pod gets pod<uid>/<container>")
 	fs.Int64Var(&c.PodPidsLimit, "pod-pids-limit", c.PodPidsLimit, "most processes and threads one pod may have; -1 for no limit")
 	fs.StringVar(&c.UsernsRange, "userns-range", c.UsernsRange, "host IDs START-END from which each pod gets a private range of 65536")
+	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", c.InsecureRegistries, "HOST[:PORT] of a registry reached over plain HTTP or without verifying its certificate (repeatable)")
+	fs.StringArrayVar(&c.RegistryMirrors, "registry-mirror", c.RegistryMirrors, "URL of a mirror tried before Docker Hub for docker.io images (repeatable)")
+	fs.StringVar(&c.RegistryAuthFile, "registry-auth-file", c.RegistryAuthFile, "docker config.json holding registry credentials")
+	fs.IntVar(&c.ImageGCHighThreshold, "image-gc-high-threshold", c.ImageGCHighThreshold, "disk usage percent under --root above which unused images are removed")
+	fs.IntVar(&c.ImageGCLowThreshold, "image-gc-low-threshold", c.ImageGCLowThreshold, "disk usage percent under --root image garbage collection brings usage down to")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file
@@ -164,7 +190,35 @@ func (c *Config) Validate() error {
 	if c.PodPidsLimit < -1 || c.PodPidsLimit == 0 {
 		errs = append(errs, fmt.Errorf("--pod-pids-limit %d: want a positive number, or -1 for no limit", c.PodPidsLimit))
 	}
+	errs = append(errs, c.validateImages()...)
 	return errors.Join(errs...)
+}
+
+// validateImages checks the registry and image garbage collection
+// settings, as kubelet checks its thresholds.
+func (c *Config) validateImages() []error {
+	var errs []error
+	for _, r := range c.InsecureRegistries {
+		if u, err := url.Parse("//" + r); err != nil || u.Host != r || u.User != nil {
+			errs = append(errs, fmt.Errorf("--insecure-registry %q: want HOST[:PORT], without a scheme or path", r))
+		}
+	}
+	for _, m := range c.RegistryMirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--registry-mirror %q: want an http:// or https:// URL", m))
+		}
+	}
+	if c.RegistryAuthFile != "" && !filepath.IsAbs(c.RegistryAuthFile) {
+		errs = append(errs, fmt.Errorf("--registry-auth-file %q: must be an absolute path", c.RegistryAuthFile))
+	}
+	high, low := c.ImageGCHighThreshold, c.ImageGCLowThreshold
+	switch {
+	case high < 0 || high > 100 || low < 0 || low > 100:
+		errs = append(errs, fmt.Errorf("--image-gc-high-threshold %d, --image-gc-low-threshold %d: want percentages from 0 to 100", high, low))
+	case low > high:
+		errs = append(errs, fmt.Errorf("--image-gc-low-threshold %d: must not exceed --image-gc-high-threshold %d", low, high))
+	}
+	return errs
 }
 
 func parseLevel(s string) (slog.Level, error) {

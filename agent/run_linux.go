@@ -40,6 +40,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("set up cgroups: %w", err)
 	}
 	ids, _ := userns.ParseRange(cfg.UsernsRange) // checked by Validate
+	images := runtime.Images{}
 	rt, err := runtime.New(runtime.Options{
 		StateDir:    cfg.State,
 		RootDir:     cfg.Root,
@@ -47,6 +48,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UsernsRange: ids,
 		Cgroups:     &cgOpts,
 		ResolvConf:  podResolvConf,
+		Images:      images,
 		Log:         log,
 	})
 	if err != nil {
@@ -66,6 +68,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		runtime:  rt,
 		network:  gnet,
 		netGC:    gnet,
+		images:   images,
+		imageGC:  &imageGC{images: images, users: rt, high: cfg.ImageGCHighThreshold, low: cfg.ImageGCLowThreshold},
 		registry: newRegistry(),
 		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
 	})
