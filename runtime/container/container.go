@@ -87,7 +87,7 @@ type Spec struct {
 	// first, in overlay's format (whiteouts are 0/0 character devices,
 	// opaque directories carry trusted.overlay.opaque=y). A rootfs: image
 	// is one layer. At most 500.
-	Lower []string
+	Lower Layers
 	// Dir is the container's directory on disk; Start makes upper/ and
 	// work/ in it for the overlay, and Cleanup removes them. An upper/ left
 	// by an earlier Start is reused as is: give each attempt its own Dir,
