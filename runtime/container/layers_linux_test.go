@@ -99,20 +99,38 @@ func TestLayers(t *testing.T) {
 	}
 }
 
-// TestLayersFallback stacks the layers the way kernels before 6.8 need
-// (attached under dir/lower, named in one lowerdir option) and reads the
+// TestLayersFallback stacks 63 layers the way kernels before 6.8 need
+// (attached under dir/lower, named in mount(2)'s lowerdir) and reads the
 // result through the overlay: same order, whiteout and opaque directory as
 // with lowerdir+, and nothing left attached.
 func TestLayersFallback(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
-	spec := &Spec{ID: t.Name(), Lower: testLayers(t), Dir: dir}
+	layers := testLayers(t)
+	// Empty layers on top: more than the 12 that would fit in fsconfig's
+	// 255 bytes.
+	for range 60 {
+		layers = append(layers, t.TempDir())
+	}
+	spec := &Spec{ID: t.Name(), Lower: layers, Dir: dir}
 	t.Cleanup(func() {
 		if err := Cleanup(spec); err != nil {
 			t.Error(err)
 		}
 	})
-	mfd := mountByPath(t, spec)
+	upper, work, err := prepareUpper(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowers, err := openLowers(spec.Lower, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(lowers)
+	mfd, err := mountByPath(lowers, dir, upper, work)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer mfd.Close()
 	read := func(p string) string {
 		t.Helper()
@@ -141,41 +159,9 @@ func TestLayersFallback(t *testing.T) {
 			t.Errorf("layer %d still attached after the overlay was created", i)
 		}
 	}
-}
-
-// mountByPath builds spec's overlay through setLowersByPath.
-func mountByPath(t *testing.T, spec *Spec) *os.File {
-	t.Helper()
-	upper, work, err := prepareUpper(spec)
-	if err != nil {
-		t.Fatal(err)
+	if mounted(t, filepath.Join(dir, "merged")) {
+		t.Error("the overlay is still attached on the host")
 	}
-	lowers, err := openLowers(spec.Lower, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeAll(lowers)
-	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fs)
-	detach, err := setLowersByPath(fs, lowers, filepath.Join(spec.Dir, "lower"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = createOverlay(fs, upper, work)
-	if derr := detach(); derr != nil {
-		t.Fatal(derr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return os.NewFile(uintptr(mfd), "overlay")
 }
 
 func mounted(t *testing.T, p string) bool {
@@ -195,11 +181,8 @@ func TestTooManyLayers(t *testing.T) {
 	if _, err := mountRootfs(spec, "", "", nil); err == nil || !strings.Contains(err.Error(), "at most 500") {
 		t.Errorf("mountRootfs with %d layers: %v, want the layer limit", len(spec.Lower), err)
 	}
-	lowers := make([]*os.File, 20)
-	for i := range lowers {
-		lowers[i] = os.Stdin
-	}
-	if _, err := setLowersByPath(-1, lowers, filepath.Join(spec.Dir, "lower")); err == nil || !strings.Contains(err.Error(), "Linux 6.8") {
-		t.Errorf("fallback with 20 layers: %v, want its limit", err)
+	lowers := make([]*os.File, 250)
+	if _, err := mountByPath(lowers, spec.Dir, "/u", "/w"); err == nil || !strings.Contains(err.Error(), "Linux 6.8") {
+		t.Errorf("fallback with 250 layers: %v, want its limit", err)
 	}
 }

@@ -58,13 +58,16 @@ func mountRootfs(spec *Spec, upper, work string, userns *os.File) (*os.File, err
 		return nil, fmt.Errorf("open overlay: %w", err)
 	}
 	defer unix.Close(fs)
-	detach, err := setLowers(fs, lowers, spec.Dir)
-	if err != nil {
-		return nil, err
+	err = setLowersByFD(fs, lowers)
+	if errors.Is(err, errNoLowerdirFD) {
+		rootfs, err := mountByPath(lowers, spec.Dir, upper, work)
+		if err != nil {
+			return nil, fmt.Errorf("mount overlay on %s: %w", describeLayers(spec.Lower), err)
+		}
+		return rootfs, nil
 	}
-	err = createOverlay(fs, upper, work)
-	if derr := detach(); err == nil {
-		err = derr
+	if err == nil {
+		err = createOverlay(fs, upper, work)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create overlay on %s: %w", describeLayers(spec.Lower), err)
@@ -142,80 +145,94 @@ func openLower(dir string, userns *os.File) (*os.File, error) {
 	return lower, nil
 }
 
-// setLowers hands the lower layers (base first) to overlay. Linux 6.8+
-// takes the detached mounts themselves ("lowerdir+"); older kernels reject
-// the key (EINVAL on some, EOPNOTSUPP on 6.1, where FSCONFIG_SET_FD is not
-// supported for overlay's lowerdir at all) and need paths, so the mounts
-// are attached under dir/lower until overlay has taken its own private
-// clones of them (at FSCONFIG_CMD_CREATE on kernels that parse options
-// late). The caller runs detach once the overlay is created.
+// errNoLowerdirFD: the kernel does not take lower layers by descriptor.
+var errNoLowerdirFD = errors.New("overlay takes no lowerdir+ descriptors")
+
+// setLowersByFD gives overlay each layer with "lowerdir+", which Linux
+// 6.8+ takes as a detached mount. Older kernels reject the key (EINVAL on
+// some, EOPNOTSUPP on 6.1, where FSCONFIG_SET_FD is not supported for
+// overlay's lowerdir at all): errNoLowerdirFD, see mountByPath.
 //
 // Every "lowerdir+" appends a layer BELOW the ones given before (as in
 // lowerdir=top:...:base, the first is the topmost lower layer), so the
 // layers go in from the top down; TestLayers fails if they are reversed.
-func setLowers(fs int, lowers []*os.File, dir string) (detach func() error, err error) {
+func setLowersByFD(fs int, lowers []*os.File) error {
 	for i := len(lowers) - 1; i >= 0; i-- {
-		err = unix.FsconfigSetFd(fs, "lowerdir+", int(lowers[i].Fd()))
+		err := unix.FsconfigSetFd(fs, "lowerdir+", int(lowers[i].Fd()))
 		if err == nil {
 			continue
 		}
 		if i == len(lowers)-1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
-			return setLowersByPath(fs, lowers, filepath.Join(dir, "lower"))
+			return errNoLowerdirFD
 		}
-		return nil, fmt.Errorf("overlay lowerdir+ %s: %w", lowers[i].Name(), err)
+		return fmt.Errorf("overlay lowerdir+ %s: %w", lowers[i].Name(), err)
 	}
-	return func() error { return nil }, nil
+	return nil
 }
 
-// setLowersByPath attaches the layers at mnt/0 (base) .. mnt/N-1 (top) and
-// names them in one "lowerdir=top:...:base" option. fsconfig takes at most
-// 255 bytes for it, so the layers are named through a descriptor of mnt
-// (/proc/self/fd/D/i, about 20 bytes a layer) rather than by their long
-// paths; an image with more layers than fit is refused with the reason.
-// Overlay resolves the names at create, while the descriptor is open.
-func setLowersByPath(fs int, lowers []*os.File, mnt string) (detach func() error, err error) {
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		return nil, err
+// mountByPath mounts the overlay the way kernels before 6.8 need, and
+// returns a detached copy of it. The layers are attached at dir/lower/0
+// (base) .. N-1 (top), because overlay needs their paths and clones each
+// with clone_private_mount, which refuses a mount outside the caller's
+// mount namespace (a detached one). They are named in one
+// "lowerdir=top:...:base" option: fsconfig takes at most 255 bytes for it
+// (about 12 layers), so the overlay is mounted with mount(2), whose
+// options may fill a page, at dir/merged, cloned detached, and unmounted
+// at once; every attached mount is gone when this returns. The names go
+// through a descriptor of dir/lower (/proc/self/fd/D/i, about 20 bytes
+// a layer), so some 190 layers fit; an image with more is refused with
+// the reason.
+func mountByPath(lowers []*os.File, dir, upper, work string) (rootfs *os.File, err error) {
+	mnt, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "merged")
+	if strings.ContainsAny(upper+work, ",:\\") {
+		return nil, fmt.Errorf("overlay directories %s, %s: a comma, colon or backslash cannot be passed to mount(2)", upper, work)
+	}
+	defer func() {
+		// A layer or the overlay that failed to detach fails the start.
+		if err != nil && rootfs != nil {
+			rootfs.Close()
+			rootfs = nil
+		}
+	}()
+	for _, d := range []string{mnt, merged} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	base, err := os.OpenFile(mnt, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
+	defer base.Close()
 	names := make([]string, len(lowers))
 	for i := range lowers {
 		names[len(lowers)-1-i] = fmt.Sprintf("/proc/self/fd/%d/%d", base.Fd(), i)
 	}
-	option := strings.Join(names, ":")
-	if len(option) > maxFsconfigString {
-		base.Close()
-		return nil, fmt.Errorf("image has %d layers; before Linux 6.8 overlay takes only about %d through fsconfig: "+
-			"upgrade the kernel or flatten the image", len(lowers), maxFsconfigString/len(names[0]))
-	}
-	var attached []string
-	detach = func() error {
-		var errs []error
-		for _, p := range attached {
-			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
-				errs = append(errs, fmt.Errorf("detach rootfs lower layer: %w", err))
-			}
-		}
-		return errors.Join(append(errs, base.Close())...)
+	data := "lowerdir=" + strings.Join(names, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(data) >= maxMountData {
+		return nil, fmt.Errorf("image has %d layers; before Linux 6.8 overlay takes at most about %d: "+
+			"upgrade the kernel or flatten the image", len(lowers), (maxMountData-len(upper)-len(work)-30)/(len(names[0])+1))
 	}
 	for i, l := range lowers {
 		p := filepath.Join(mnt, strconv.Itoa(i))
 		if err := attachLower(l, p); err != nil {
-			return nil, errors.Join(err, detach())
+			return nil, err
 		}
-		attached = append(attached, p)
+		defer func() { err = errors.Join(err, detachLower(p)) }()
 	}
-	if err := unix.FsconfigSetString(fs, "lowerdir", option); err != nil {
-		return nil, errors.Join(fmt.Errorf("overlay lowerdir %s: %w", mnt, err), detach())
+	if err := unix.Mount("overlay", merged, "overlay", unix.MS_NODEV, data); err != nil {
+		return nil, err
 	}
-	return detach, nil
+	defer func() { err = errors.Join(err, detachLower(merged)) }()
+	fd, err := unix.OpenTree(unix.AT_FDCWD, merged, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("clone overlay: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "rootfs"), nil
 }
 
-// maxFsconfigString is the longest string value fsconfig(2) accepts.
-const maxFsconfigString = 255
+// maxMountData is the most mount(2) copies of its options: a page.
+const maxMountData = 4096
 
 func attachLower(lower *os.File, p string) error {
 	if err := os.MkdirAll(p, 0o700); err != nil {
@@ -227,12 +244,19 @@ func attachLower(lower *os.File, p string) error {
 	return nil
 }
 
+func detachLower(p string) error {
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach rootfs lower layer: %w", err)
+	}
+	return nil
+}
+
 // Cleanup removes what Start left on disk for spec: the overlay's upper and
 // work directories. Call it once the container's processes are gone: the
 // overlay lives in the container's mount namespace and dies with it.
 func Cleanup(spec *Spec) error {
 	var errs []error
-	for _, d := range []string{"upper", "work", "lower"} {
+	for _, d := range []string{"upper", "work", "lower", "merged"} {
 		errs = append(errs, os.RemoveAll(filepath.Join(spec.Dir, d)))
 	}
 	if err := errors.Join(errs...); err != nil {
