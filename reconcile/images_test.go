@@ -193,3 +193,33 @@ func TestPullDoesNotBlockOtherPods(t *testing.T) {
 		t.Errorf("stuck pod while pulling: %+v, want ContainerCreating", cs.State)
 	}
 }
+
+// TestImagePullBackOffShared: two containers of a pod with the same image
+// share its back-off, and their failed pulls in one sync count once.
+func TestImagePullBackOffShared(t *testing.T) {
+	h := newHarness(t)
+	images := newFakeImages(h.log)
+	h.images = images
+	images.set("busybox:1.36", errors.New("unauthorized"), false)
+	h.start()
+	h.c.Update(snapshot(testPod("web", "web-1", withContainers("a", "b"), func(p *corev1.Pod) {
+		for i := range p.Spec.Containers {
+			p.Spec.Containers[i].Image = "busybox:1.36"
+		}
+	})))
+	h.poll("both pulls", func() bool { return h.pulls() == 2 })
+	h.waitWaiting("default/web", "b", "ErrImagePull", 0)
+	for _, step := range []struct {
+		delay time.Duration
+		pulls int
+	}{{10 * time.Second, 4}, {20 * time.Second, 6}} {
+		h.clock.Step(step.delay - time.Second)
+		h.poke("web-1")
+		h.waitWaiting("default/web", "a", "ImagePullBackOff", 0)
+		if got := h.pulls(); got != step.pulls-2 {
+			t.Fatalf("%d pulls before the back-off of %s expired, want %d", got, step.delay, step.pulls-2)
+		}
+		h.clock.Step(time.Second)
+		h.poll(fmt.Sprintf("%d pulls", step.pulls), func() bool { return h.pulls() == step.pulls })
+	}
+}

@@ -58,6 +58,9 @@ type worker struct {
 	problem *podProblem
 	retryAt time.Time
 	timer   clock.Timer
+	// advanced holds the back-off keys grown by the current sync's
+	// starts (see advance).
+	advanced map[string]bool
 }
 
 func newWorker(c *Controller, key string) *worker {
@@ -312,14 +315,20 @@ func (w *worker) ensureNetwork(ctx context.Context, v *podView) error {
 func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	var retryAt time.Time
 	var starts []*pendingStart
-	for _, c := range v.pod.Spec.Containers {
+	w.advanced = make(map[string]bool)
+	// Every decision is taken before any back-off grows: containers
+	// sharing an image share its back-off.
+	decisions := make([]decision, len(v.pod.Spec.Containers))
+	for i, c := range v.pod.Spec.Containers {
 		cv := v.container(c.Name)
 		pullBackOff(cv.failure, c.Image)
-		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
-		if d.start {
-			starts = append(starts, w.prepareStart(v, c, cv, d))
+		decisions[i] = decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
+		retryAt = earliest(retryAt, decisions[i].retryAt)
+	}
+	for i, c := range v.pod.Spec.Containers {
+		if decisions[i].start {
+			starts = append(starts, w.prepareStart(v, c, v.container(c.Name), decisions[i]))
 		}
-		retryAt = earliest(retryAt, d.retryAt)
 	}
 	pullCtx, cancel := w.pullContext(ctx, v.pod.UID)
 	defer cancel()
@@ -350,7 +359,7 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 	now := w.c.clock.Now()
 	key := backoffKey(v.pod.UID, c.Name)
 	if !d.failedAt.IsZero() {
-		w.backoff.next(d.backoffKey, d.failedAt, now)
+		w.advance(d.backoffKey, d.failedAt, now)
 	}
 	return &pendingStart{
 		c: c, cv: cv, d: d, key: key, at: now,
@@ -451,12 +460,23 @@ func (w *worker) startFailed(name string, cv *containerView, key string, d decis
 	}
 	if d.failedAt.IsZero() || d.backoffKey != key {
 		// The first failure counted against this back-off.
-		w.backoff.next(key, now, now)
+		w.advance(key, now, now)
 	}
 	cv.failure = failure
 	w.log.Error("start container", "container", name, "attempt", d.attempt, "err", err)
 	w.c.metrics.syncError(failure.reason)
 	return w.backoff.retryAt(key, now)
+}
+
+// advance grows key's back-off, once per sync: a pod's containers of the
+// same image share its pull back-off, and their pulls of it in one sync
+// are one failure, as kubelet counts them.
+func (w *worker) advance(key string, failedAt, now time.Time) {
+	if w.advanced[key] {
+		return
+	}
+	w.advanced[key] = true
+	w.backoff.next(key, failedAt, now)
 }
 
 // recordStart observes the pod's start latency the first time all the
