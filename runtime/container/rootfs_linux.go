@@ -213,17 +213,22 @@ func mountByPath(lowers []*os.File, dir, upper, work string) (rootfs *os.File, e
 		return nil, fmt.Errorf("image has %d layers; before Linux 6.8 overlay takes at most about %d: "+
 			"upgrade the kernel or flatten the image", len(lowers), (maxMountData-len(upper)-len(work)-30)/(len(names[0])+1))
 	}
+	// The layers must be attached when overlay resolves their names, at
+	// mount. Overlay then holds private clones of them, and the detached
+	// copy of the overlay holds its superblock: everything attached can
+	// go as soon as the copy exists (the deferred detaches, the overlay
+	// first).
 	for i, l := range lowers {
 		p := filepath.Join(mnt, strconv.Itoa(i))
 		if err := attachLower(l, p); err != nil {
 			return nil, err
 		}
-		defer func() { err = errors.Join(err, detachLower(p)) }()
+		defer func() { err = errors.Join(err, detach(p)) }()
 	}
 	if err := unix.Mount("overlay", merged, "overlay", unix.MS_NODEV, data); err != nil {
 		return nil, err
 	}
-	defer func() { err = errors.Join(err, detachLower(merged)) }()
+	defer func() { err = errors.Join(err, detach(merged)) }()
 	fd, err := unix.OpenTree(unix.AT_FDCWD, merged, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("clone overlay: %w", err)
@@ -244,9 +249,10 @@ func attachLower(lower *os.File, p string) error {
 	return nil
 }
 
-func detachLower(p string) error {
+// detach unmounts what mountByPath attached at p.
+func detach(p string) error {
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach rootfs lower layer: %w", err)
+		return fmt.Errorf("detach %s: %w", p, err)
 	}
 	return nil
 }
