@@ -41,6 +41,11 @@ type parts struct {
 	notifier *notifier
 	// disk, when set, measures pods' local storage to enforce its limits.
 	disk reconcile.DiskMeter
+	// images makes images present before their containers start; nil
+	// runs images as written.
+	images reconcile.Images
+	// imageGC, when set, removes unused images periodically.
+	imageGC *imageGC
 }
 
 // run is the agent proper: it returns when ctx is done and every goroutine
@@ -53,6 +58,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	ctl := reconcile.New(reconcile.Options{
 		Runtime: p.runtime,
 		Network: p.network,
+		Images:  p.images,
 		Log:     log,
 		Metrics: reconcile.NewMetrics(p.registry),
 		Node:    node(name, newHostIPs(log)),
@@ -89,6 +95,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	g.Go(func() error { return ctl.Run(ctx) })
 	if p.netGC != nil {
 		g.Go(func() error { return p.netGC.collectPeriodically(ctx, log, netGCInterval) })
+	}
+	if p.imageGC != nil {
+		g.Go(func() error { return p.imageGC.collectPeriodically(ctx, log, imageGCInterval) })
 	}
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)

@@ -18,6 +18,7 @@ import (
 	"github.com/peapod/peapod/manifests"
 	"github.com/peapod/peapod/netsetup"
 	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/image"
 	"github.com/peapod/peapod/runtime/userns"
 )
 
@@ -43,6 +44,18 @@ type Config struct {
 	AllowedUnsafeSysctls []string `json:"allowed-unsafe-sysctls"`
 
 	SeccompDefault bool `json:"seccomp-default"`
+	// InsecureRegistries are HOST[:PORT]s reached over plain HTTP or with
+	// an unverified certificate (loopback registries always are).
+	InsecureRegistries []string `json:"insecure-registry"`
+	// RegistryMirrors are registries (HOST[:PORT], or https://HOST) tried
+	// before Docker Hub for docker.io images.
+	RegistryMirrors  []string `json:"registry-mirror"`
+	RegistryAuthFile string   `json:"registry-auth-file"`
+	// ImageGCHighThreshold and ImageGCLowThreshold are percentages of the
+	// disk under Root: above high, unused images are removed, oldest use
+	// first, until usage is below low.
+	ImageGCHighThreshold int `json:"image-gc-high-threshold"`
+	ImageGCLowThreshold  int `json:"image-gc-low-threshold"`
 }
 
 // Defaults for the agent's configuration.
@@ -54,6 +67,8 @@ const (
 	DefaultState       = "/run/peapod"
 	DefaultLogDir      = "/var/log/pods"
 	DefaultMetricsAddr = "127.0.0.1:10265"
+	// DefaultRegistryAuthFile is root's docker login file.
+	DefaultRegistryAuthFile = "/root/.docker/config.json"
 )
 
 // DefaultConfig returns the configuration used when neither a flag nor the
@@ -74,7 +89,11 @@ func DefaultConfig() Config {
 		PodPidsLimit: cgroups.DefaultPodPidsLimit,
 		UsernsRange:  userns.DefaultRange.String(),
 
-		SeccompDefault: true,
+		SeccompDefault:   true,
+		RegistryAuthFile: DefaultRegistryAuthFile,
+		// kubelet's defaults.
+		ImageGCHighThreshold: 85,
+		ImageGCLowThreshold:  80,
 	}
 }
 
@@ -97,6 +116,11 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"unsafe sysctls (net.core.somaxconn) or patterns (net.core.*) that pods may set, comma-separated, as kubelet's flag")
 	fs.BoolVar(&c.SeccompDefault, "seccomp-default", c.SeccompDefault, "run containers that name no seccomp profile under RuntimeDefault; false runs them Unconfined")
+	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", c.InsecureRegistries, "HOST[:PORT] of a registry reached over plain HTTP or without verifying its certificate (repeatable)")
+	fs.StringArrayVar(&c.RegistryMirrors, "registry-mirror", c.RegistryMirrors, "HOST[:PORT] of a mirror tried before Docker Hub for docker.io images (repeatable)")
+	fs.StringVar(&c.RegistryAuthFile, "registry-auth-file", c.RegistryAuthFile, "docker config.json holding registry credentials")
+	fs.IntVar(&c.ImageGCHighThreshold, "image-gc-high-threshold", c.ImageGCHighThreshold, "disk usage percent under --root above which unused images are removed")
+	fs.IntVar(&c.ImageGCLowThreshold, "image-gc-low-threshold", c.ImageGCLowThreshold, "disk usage percent under --root image garbage collection brings usage down to")
 }
 
 // LoadConfig builds the configuration from the defaults, then the YAML file
@@ -180,12 +204,33 @@ func (c *Config) Validate() error {
 	if err := c.Policy().Check(); err != nil {
 		errs = append(errs, fmt.Errorf("--allowed-unsafe-sysctls: %w", err))
 	}
+	errs = append(errs, c.validateImages()...)
 	return errors.Join(errs...)
 }
 
 // Policy is what the configuration says about which pods are valid.
 func (c *Config) Policy() manifests.Policy {
 	return manifests.Policy{AllowedUnsafeSysctls: c.AllowedUnsafeSysctls}
+}
+
+// validateImages checks the registry and image garbage collection
+// settings, as kubelet checks its thresholds.
+func (c *Config) validateImages() []error {
+	var errs []error
+	if err := image.CheckRegistries(c.InsecureRegistries, c.RegistryMirrors); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RegistryAuthFile != "" && !filepath.IsAbs(c.RegistryAuthFile) {
+		errs = append(errs, fmt.Errorf("--registry-auth-file %q: must be an absolute path", c.RegistryAuthFile))
+	}
+	high, low := c.ImageGCHighThreshold, c.ImageGCLowThreshold
+	switch {
+	case high < 0 || high > 100 || low < 0 || low > 100:
+		errs = append(errs, fmt.Errorf("--image-gc-high-threshold %d, --image-gc-low-threshold %d: want percentages from 0 to 100", high, low))
+	case low > high:
+		errs = append(errs, fmt.Errorf("--image-gc-low-threshold %d: must not exceed --image-gc-high-threshold %d", low, high))
+	}
+	return errs
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -57,6 +57,23 @@ func TestLoadConfigAllowedUnsafeSysctls(t *testing.T) {
 	}
 }
 
+// TestLoadConfigImages: the repeatable registry flags, from the file and
+// the command line.
+func TestLoadConfigImages(t *testing.T) {
+	got, err := parseConfig(t, "insecure-registry: [registry.lan:5000]\nregistry-mirror: [https://mirror.gcr.io]\nimage-gc-low-threshold: 60\n",
+		"--insecure-registry", "10.0.0.5", "--insecure-registry", "[fd00::5]:5000", "--image-gc-high-threshold=90")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.InsecureRegistries = []string{"10.0.0.5", "[fd00::5]:5000"} // the flags replace the file's list
+	want.RegistryMirrors = []string{"https://mirror.gcr.io"}
+	want.ImageGCHighThreshold, want.ImageGCLowThreshold = 90, 60
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config mismatch (-want +got):\n%s", diff)
+	}
+}
+
 func TestLoadConfigDefaultsWithoutFile(t *testing.T) {
 	got, err := parseConfig(t, "")
 	if err != nil {
@@ -80,6 +97,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "bad metrics address", args: []string{"--metrics-addr", "10265"}, want: []string{"--metrics-addr"}},
 		{name: "host sysctl allowed", args: []string{"--allowed-unsafe-sysctls", "net.core.*,kernel.panic"},
 			want: []string{`--allowed-unsafe-sysctls: allowed unsafe sysctl "kernel.panic": not a sysctl of the pod's network or IPC namespace`}},
+		{name: "bad registries", args: []string{"--insecure-registry", "http://r:5000", "--insecure-registry", "r/x", "--registry-mirror", "http://mirror.gcr.io"},
+			want: []string{`insecure registry "http://r:5000"`, `insecure registry "r/x"`, `registry mirror "http://mirror.gcr.io"`}},
+		{name: "relative auth file", file: "registry-auth-file: auth.json\n", want: []string{"--registry-auth-file"}},
+		{name: "gc thresholds", args: []string{"--image-gc-high-threshold", "70", "--image-gc-low-threshold", "75"},
+			want: []string{"--image-gc-low-threshold 75: must not exceed --image-gc-high-threshold 70"}},
+		{name: "gc threshold range", args: []string{"--image-gc-high-threshold", "101"}, want: []string{"from 0 to 100"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(t, tc.file, tc.args...)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,7 @@ import (
 	"github.com/peapod/peapod/runtime"
 	"github.com/peapod/peapod/runtime/cgroups"
 	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/image"
 	"github.com/peapod/peapod/runtime/userns"
 )
 
@@ -43,6 +45,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("set up cgroups: %w", err)
 	}
 	ids, _ := userns.ParseRange(cfg.UsernsRange) // checked by Validate
+	registry := newRegistry()
+	store, err := image.Open(image.Options{
+		Root:               filepath.Join(cfg.Root, "images"),
+		InsecureRegistries: cfg.InsecureRegistries,
+		Mirrors:            cfg.RegistryMirrors,
+		AuthFile:           cfg.RegistryAuthFile,
+		Log:                log,
+		Metrics:            registry,
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	images := runtime.Images{Store: store}
 	rt, err := runtime.New(runtime.Options{
 		StateDir:    cfg.State,
 		RootDir:     cfg.Root,
@@ -50,6 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UsernsRange: ids,
 		Cgroups:     &cgOpts,
 		ResolvConf:  podResolvConf,
+		Images:      images,
 		Log:         log,
 
 		NoSeccompDefault: !cfg.SeccompDefault,
@@ -72,7 +89,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		disk:     rt,
 		network:  gnet,
 		netGC:    gnet,
-		registry: newRegistry(),
+		images:   images,
+		imageGC:  &imageGC{images: images, users: rt, high: cfg.ImageGCHighThreshold, low: cfg.ImageGCLowThreshold},
+		registry: registry,
 		metrics:  &targets{cgroups: cg, netns: rt.NetNSPath},
 		notifier: notify,
 	})

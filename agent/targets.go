@@ -5,6 +5,7 @@ import (
 
 	"github.com/peapod/peapod/agent/cadvisor"
 	"github.com/peapod/peapod/runtime/cgroups"
+	"github.com/peapod/peapod/runtime/image"
 )
 
 // targets tells the cAdvisor collector what to read at each scrape: every
@@ -36,11 +37,23 @@ func (t *targets) Targets() []cadvisor.Target {
 			}
 			out = append(out, cadvisor.Target{
 				Namespace: p.Namespace, Pod: p.Name, Container: cs.Name,
-				Image: cs.Image, ID: cs.ContainerID,
+				Image: imageLabel(cs.Image), ID: cs.ContainerID,
 				Cgroup:    cg.Lookup(cs.Name),
 				StartTime: cs.State.Running.StartedAt.Time,
 			})
 		}
 	}
 	return out
+}
+
+// imageLabel is cAdvisor's image label as kubelet's nodes show it with
+// containerd: the reference normalised (nginx:1.27 is
+// docker.io/library/nginx:1.27); a reference that does not parse as
+// written.
+func imageLabel(ref string) string {
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		return ref
+	}
+	return r.String()
 }

@@ -59,6 +59,15 @@ func TestDecodeValid(t *testing.T) {
 			data: manifest("  hostUsers: true\n  securityContext: {runAsUser: 100000, runAsGroup: 4294967294}\n", ""),
 		},
 		{
+			name: "images of every transport, pull policies",
+			data: manifest("", "    imagePullPolicy: Never\n"+
+				"  - {name: b, image: busybox, imagePullPolicy: Always}\n"+
+				"  - {name: c, image: 'ghcr.io/org/app@sha256:"+strings.Repeat("a", 64)+"', imagePullPolicy: IfNotPresent}\n"+
+				"  - {name: d, image: '127.0.0.1:5000/team/svc:v3'}\n"+
+				"  - {name: e, image: 'docker-archive:/srv/app.tar'}\n"+
+				"  - {name: f, image: 'oci:/srv/layout:v1'}\n"),
+		},
+		{
 			name: "supplemental groups",
 			data: manifest("  securityContext: {supplementalGroups: [44, 1000]}\n", ""),
 		},
@@ -100,7 +109,6 @@ func TestDecodeValid(t *testing.T) {
 				"    livenessProbe: {exec: {command: [\"true\"]}}\nstatus: {phase: Running}\n",
 			wantWarnings: []string{
 				"metadata.uid: ignored: peapod sets the UID to a hash of the manifest",
-				"spec.containers[0].imagePullPolicy: ignored: rootfs images are not pulled",
 				"spec.containers[0].livenessProbe: ignored: probes are not supported yet",
 				"spec.nodeName: ignored: peapod runs pods on its own host only",
 				"spec.subdomain: ignored: there is no cluster DNS to publish the pod's FQDN",
@@ -148,9 +156,13 @@ func TestDecodeInvalid(t *testing.T) {
 		{"duplicate container", manifest("", "  - name: app\n    image: rootfs:/a\n"), `spec.containers[1].name: duplicate name "app"`},
 		{"bad container name", manifest("", "  - name: App\n    image: rootfs:/a\n"), "spec.containers[1].name: a lowercase RFC 1123 label"},
 		{"no image", manifest("", "  - name: b\n"), "spec.containers[1].image: required"},
-		{"registry image", manifest("", "  - name: b\n    image: busybox:1.36\n"), `spec.containers[1].image: unsupported image "busybox:1.36": peapod runs rootfs:/absolute/path images only`},
-		{"relative rootfs", manifest("", "  - name: b\n    image: rootfs:images/b\n"), `spec.containers[1].image: must be rootfs: and an absolute, clean path, not "rootfs:images/b"`},
-		{"unclean rootfs", manifest("", "  - name: b\n    image: rootfs:/a/../b\n"), `spec.containers[1].image: must be rootfs: and an absolute, clean path, not "rootfs:/a/../b"`},
+		{"bad reference", manifest("", "  - name: b\n    image: Busybox:1.36\n"), `spec.containers[1].image: invalid image reference "Busybox:1.36"`},
+		{"unknown transport", manifest("", "  - name: b\n    image: containers-storage:/x\n"),
+			`spec.containers[1].image: image "containers-storage:/x": unknown transport "containers-storage"; use a registry reference (busybox, ghcr.io/org/app:v1, host:port/repo@sha256:...) or docker-archive:, oci-archive:, oci:, rootfs:`},
+		{"relative rootfs", manifest("", "  - name: b\n    image: rootfs:images/b\n"), `spec.containers[1].image: image rootfs:images/b: the path must be absolute and clean`},
+		{"unclean rootfs", manifest("", "  - name: b\n    image: rootfs:/a/../b\n"), `spec.containers[1].image: image rootfs:/a/../b: the path must be absolute and clean`},
+		{"relative archive", manifest("", "  - name: b\n    image: oci-archive:b.tar\n"), `spec.containers[1].image: image oci-archive:b.tar: the path must be absolute and clean`},
+		{"bad pull policy", manifest("", "    imagePullPolicy: Sometimes\n"), `spec.containers[0].imagePullPolicy: unsupported value "Sometimes": Always, IfNotPresent or Never`},
 		{"host root", manifest("", "  - name: b\n    image: 'rootfs:/'\n"), "the host's root directory cannot be an image"},
 		{"relative workingDir", manifest("", "    workingDir: tmp\n"), "spec.containers[0].workingDir: must be an absolute path"},
 		{"undeclared volume", manifest("", "    volumeMounts: [{name: v, mountPath: /v}]\n"), `spec.containers[0].volumeMounts[0].name: no volume named "v"`},
@@ -331,7 +343,7 @@ func TestDecodeTestdata(t *testing.T) {
 	}{
 		{"kubectl-run.yaml", "default/web", 0},
 		{"web.json", "shop/web", 0},
-		{"server-output.yaml", "default/web", 15},
+		{"server-output.yaml", "default/web", 14},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -7,7 +7,9 @@ import corev1 "k8s.io/api/core/v1"
 const defaultGracePeriod int64 = 30
 
 // setDefaults fills the fields the API server would default and peapod
-// reads. It leaves imagePullPolicy unset: rootfs images are not pulled.
+// reads. It leaves imagePullPolicy unset: the pod's UID is a hash of the
+// defaulted manifest, so a new default would change every pod's UID (and
+// restart it on upgrade); the runtime defaults it where it is used.
 func setDefaults(pod *corev1.Pod) {
 	if pod.Namespace == "" {
 		pod.Namespace = "default"

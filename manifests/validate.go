@@ -15,12 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-)
 
-// imageScheme prefixes the only image form peapod runs until OCI images
-// land: a directory on the host used as the container's read-only lower
-// layer.
-const imageScheme = "rootfs:"
+	"github.com/peapod/peapod/runtime/image"
+)
 
 // maxUserNSID is the largest ID inside a pod's own user namespace, which
 // maps 65536 IDs.
@@ -211,6 +208,7 @@ func validateContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[stri
 		cp := p.Index(i)
 		validateName(f, cp.Child("name"), c.Name, names)
 		validateImage(f, cp.Child("image"), c.Image)
+		validatePullPolicy(f, cp.Child("imagePullPolicy"), c.ImagePullPolicy)
 		if c.WorkingDir != "" {
 			validateAbsolute(f, cp.Child("workingDir"), c.WorkingDir)
 		}
@@ -228,19 +226,26 @@ func validateContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[stri
 	}
 }
 
-// validateImage checks a rootfs image reference, which must name its
-// directory plainly: absolute, clean and not the host's root.
-func validateImage(f *findings, p *field.Path, image string) {
-	dir, ok := strings.CutPrefix(image, imageScheme)
-	switch {
-	case image == "":
+// validateImage checks an image reference as the runtime will read it: a
+// registry reference, or a file transport with an absolute, clean path.
+func validateImage(f *findings, p *field.Path, ref string) {
+	if ref == "" {
 		f.fail(p, "required")
-	case !ok:
-		f.fail(p, "unsupported image %q: peapod runs rootfs:/absolute/path images only until OCI images land", image)
-	case !path.IsAbs(dir) || path.Clean(dir) != dir:
-		f.fail(p, "must be rootfs: and an absolute, clean path, not %q", image)
-	case dir == "/":
-		f.fail(p, "the host's root directory cannot be an image")
+		return
+	}
+	if _, err := image.ParseReference(ref); err != nil {
+		f.fail(p, "%v", err)
+	}
+}
+
+// validatePullPolicy accepts Kubernetes' three policies; empty is
+// defaulted where it is used (from the image's tag), not here, so that
+// the pod's UID does not depend on it.
+func validatePullPolicy(f *findings, p *field.Path, policy corev1.PullPolicy) {
+	switch policy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		f.fail(p, "unsupported value %q: Always, IfNotPresent or Never", policy)
 	}
 }
 

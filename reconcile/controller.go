@@ -43,6 +43,9 @@ type Options struct {
 	// Network connects pod sandboxes; nil means no pod networking: pods get
 	// no IPs.
 	Network Network
+	// Images makes images present before their containers start; nil
+	// starts every container with its image as written.
+	Images Images
 	// Clock defaults to the real clock.
 	Clock clock.WithTicker
 	// Log defaults to discarding.
@@ -75,6 +78,7 @@ type Node struct {
 type Controller struct {
 	rt      Runtime
 	net     Network
+	images  Images
 	clock   clock.WithTicker
 	log     *slog.Logger
 	resync  time.Duration
@@ -104,6 +108,7 @@ func New(opts Options) *Controller {
 	c := &Controller{
 		rt:           opts.Runtime,
 		net:          opts.Network,
+		images:       opts.Images,
 		clock:        opts.Clock,
 		log:          opts.Log,
 		resync:       cmp.Or(opts.Resync, defaultResync),

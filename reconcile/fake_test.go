@@ -145,6 +145,7 @@ func (r *fakeRuntime) StartContainer(ctx context.Context, req StartRequest) erro
 		Attempt:   req.Attempt,
 		ID:        fmt.Sprintf("peapod://%s/%s/%d", req.UID, req.Container, req.Attempt),
 		Image:     "busybox",
+		ImageID:   req.Image,
 		Phase:     ContainerRunning,
 		StartedAt: r.clock.Now(),
 	})

@@ -34,6 +34,8 @@ type harness struct {
 	metrics *Metrics
 	// disk, when set before start, is handed to the controller.
 	disk DiskMeter
+	// images, when set before start, is handed to the controller.
+	images Images
 }
 
 func newHarness(t *testing.T) *harness {
@@ -55,6 +57,7 @@ func (h *harness) start() {
 		Resync:  time.Hour,
 		Metrics: h.metrics,
 		Disk:    h.disk,
+		Images:  h.images,
 	})
 	h.c.afterTurn = func() { poke(h.turned) }
 	ctx, cancel := context.WithCancel(context.Background())

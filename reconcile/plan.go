@@ -96,10 +96,13 @@ type decision struct {
 	// to look again.
 	waiting *corev1.ContainerStateWaiting
 	retryAt time.Time
+	// backoffKey is the back-off that failedAt counts against.
+	backoffKey string
 }
 
 // decide applies the pod's restart policy and the container's back-off to
-// its latest attempt. The back-off key is backoffKey(pod.UID, name).
+// its latest attempt. The back-off key is backoffKey(pod.UID, name), or
+// the image's after a failed pull.
 func decide(pod *corev1.Pod, name string, cv *containerView, b *backoff, now time.Time) decision {
 	latest := cv.latest
 	if latest != nil && latest.Phase == ContainerRunning {
@@ -112,6 +115,7 @@ func decide(pod *corev1.Pod, name string, cv *containerView, b *backoff, now tim
 	key := backoffKey(pod.UID, name)
 	switch {
 	case cv.failure != nil:
+		key = cmp.Or(cv.failure.backoffKey, key)
 		d.failedAt = cv.failure.at
 		d.waiting = &corev1.ContainerStateWaiting{Reason: cv.failure.reason, Message: cv.failure.message}
 	case latest != nil && latest.Phase == ContainerExited:
@@ -121,6 +125,9 @@ func decide(pod *corev1.Pod, name string, cv *containerView, b *backoff, now tim
 			Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
 				b.delay(key), name, pod.Name, pod.Namespace, pod.UID),
 		}
+	}
+	if !d.failedAt.IsZero() {
+		d.backoffKey = key
 	}
 	if !d.failedAt.IsZero() && b.inBackoff(key, d.failedAt, now) {
 		d.retryAt = b.retryAt(key, d.failedAt)

@@ -77,12 +77,19 @@ func TestDecide(t *testing.T) {
 			backoff: true, now: epoch.Add(time.Second),
 			want: decision{failedAt: epoch, retryAt: epoch.Add(10 * time.Second),
 				waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: "bad"}}},
+		{name: "failed pull: the image's back-off, not the container's",
+			cv:      containerView{failure: &startFailure{at: epoch, reason: "ImagePullBackOff", message: "m", backoffKey: "uid_img"}},
+			backoff: true, now: epoch.Add(time.Second),
+			want: decision{start: true, attempt: 0, failedAt: epoch, backoffKey: "uid_img"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBackoff()
 			if tt.backoff {
 				b.next(backoffKey(pod.UID, "c"), epoch, epoch)
+			}
+			if !tt.want.failedAt.IsZero() && tt.want.backoffKey == "" {
+				tt.want.backoffKey = backoffKey(pod.UID, "c")
 			}
 			got := decide(pod, "c", &tt.cv, b, tt.now)
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(decision{})); diff != "" {

@@ -58,6 +58,10 @@ type StartRequest struct {
 	// PodIPs are the pod's addresses, for /etc/hosts and the status.podIP
 	// fieldRef; empty for hostNetwork pods.
 	PodIPs []string
+	// Image is the image to run, as Images.EnsureImage returned it (an
+	// image ID or a reference the runtime finds locally); empty means the
+	// container's image as written.
+	Image string
 }
 
 // PodState is what the runtime observes of one pod sandbox.
@@ -96,7 +100,11 @@ type ContainerState struct {
 	// ID is unique across attempts and pods: "peapod://<uid>/<name>/<attempt>".
 	ID    string
 	Image string
-	Phase ContainerPhase
+	// ImageID is the image the attempt runs, as a container status's
+	// imageID: registry/repo@sha256:..., an image ID, or a rootfs:
+	// reference.
+	ImageID string
+	Phase   ContainerPhase
 	// PID is the host PID of the container's main process while it runs.
 	PID        int
 	StartedAt  time.Time

@@ -95,6 +95,7 @@ func containerStatus(in statusInput, c corev1.Container) corev1.ContainerStatus 
 	if latest != nil {
 		cs.RestartCount = int32(latest.Attempt)
 		cs.ContainerID = latest.ID
+		cs.ImageID = latest.ImageID
 	}
 	if cv.previous != nil && cv.previous.Phase == ContainerExited {
 		cs.LastTerminationState.Terminated = terminated(cv.previous)

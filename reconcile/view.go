@@ -75,6 +75,9 @@ type startFailure struct {
 	at      time.Time
 	reason  string
 	message string
+	// backoffKey is the back-off the failure counts against: the image's
+	// for a failed pull, "" for the container's own.
+	backoffKey string
 }
 
 // record merges one attempt into the view. Attempts only move forward, and

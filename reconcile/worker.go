@@ -42,6 +42,10 @@ type worker struct {
 	mu     sync.Mutex
 	in     input
 	status []*corev1.Pod
+	// cancelPull cancels the pulls of the sync in progress, which drives
+	// towards pullUID; nil between syncs.
+	cancelPull context.CancelFunc
+	pullUID    types.UID
 
 	// Owned by the worker goroutine.
 	views   map[types.UID]*podView
@@ -56,6 +60,9 @@ type worker struct {
 	timer   clock.Timer
 	// evicted is the eviction of target, if it was evicted.
 	evicted *eviction
+	// advanced holds the back-off keys grown by the current sync's
+	// starts (see advance).
+	advanced map[string]bool
 }
 
 func newWorker(c *Controller, key string) *worker {
@@ -71,12 +78,25 @@ func newWorker(c *Controller, key string) *worker {
 }
 
 // set stores the latest input and reports whether the desired pod changed.
+// It cancels the pulls in progress for a pod that is no longer wanted.
 func (w *worker) set(in input) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	changed := uidOf(w.in.desired) != uidOf(in.desired) || w.in.keep != in.keep
 	w.in = in
+	if w.cancelPull != nil && !in.wants(w.pullUID) {
+		w.cancelPull()
+	}
 	return changed
+}
+
+// wants reports whether the input still asks for pod uid to run: it is
+// the desired pod, or the manifest is in error and the pod kept.
+func (in input) wants(uid types.UID) bool {
+	if in.desired == nil {
+		return in.keep
+	}
+	return in.desired.UID == uid
 }
 
 func (w *worker) input() input {
@@ -251,6 +271,9 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 	for name := range v.containers {
 		w.backoff.forget(backoffKey(uid, name))
 	}
+	for _, c := range v.pod.Spec.Containers {
+		w.backoff.forget(imageBackoffKey(uid, c.Image))
+	}
 	w.log.Info("removed pod", "uid", uid)
 	return nil
 }
@@ -304,15 +327,24 @@ func (w *worker) ensureNetwork(ctx context.Context, v *podView) error {
 func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	var retryAt time.Time
 	var starts []*pendingStart
-	for _, c := range v.pod.Spec.Containers {
+	w.advanced = make(map[string]bool)
+	// Every decision is taken before any back-off grows: containers
+	// sharing an image share its back-off.
+	decisions := make([]decision, len(v.pod.Spec.Containers))
+	for i, c := range v.pod.Spec.Containers {
 		cv := v.container(c.Name)
-		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
-		if d.start {
-			starts = append(starts, w.prepareStart(v, c, cv, d))
-		}
-		retryAt = earliest(retryAt, d.retryAt)
+		pullBackOff(cv.failure, c.Image)
+		decisions[i] = decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
+		retryAt = earliest(retryAt, decisions[i].retryAt)
 	}
-	w.runStarts(ctx, starts)
+	for i, c := range v.pod.Spec.Containers {
+		if decisions[i].start {
+			starts = append(starts, w.prepareStart(v, c, v.container(c.Name), decisions[i]))
+		}
+	}
+	pullCtx, cancel := w.pullContext(ctx, v.pod.UID)
+	defer cancel()
+	w.runStarts(ctx, pullCtx, v.pod, starts)
 	for _, s := range starts {
 		retryAt = earliest(retryAt, w.finishStart(ctx, v, s))
 	}
@@ -328,6 +360,9 @@ type pendingStart struct {
 	at  time.Time
 	req StartRequest
 	err error
+	// pulling tells that err comes from Images.EnsureImage; cancelled,
+	// that the pull was cancelled because the pod is no longer wanted.
+	pulling, cancelled bool
 }
 
 // prepareStart advances the container's back-off for a retry and builds its
@@ -336,7 +371,7 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 	now := w.c.clock.Now()
 	key := backoffKey(v.pod.UID, c.Name)
 	if !d.failedAt.IsZero() {
-		w.backoff.next(key, d.failedAt, now)
+		w.advance(d.backoffKey, d.failedAt, now)
 	}
 	return &pendingStart{
 		c: c, cv: cv, d: d, key: key, at: now,
@@ -344,13 +379,12 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 	}
 }
 
-// runStarts calls StartContainer for every start, concurrently, and
-// returns when all have returned. A panic in one is raised again here, on
-// the worker goroutine, once the others are done, so that syncSafely
-// handles it as any other.
-func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
+// runStarts runs every start, concurrently, and returns when all have
+// returned. A panic in one is raised again here, on the worker goroutine,
+// once the others are done, so that syncSafely handles it as any other.
+func (w *worker) runStarts(ctx, pullCtx context.Context, pod *corev1.Pod, starts []*pendingStart) {
 	if len(starts) == 1 {
-		starts[0].err = w.c.rt.StartContainer(ctx, starts[0].req)
+		w.start(ctx, pullCtx, pod, starts[0])
 		return
 	}
 	panics := make([]any, len(starts))
@@ -358,7 +392,7 @@ func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
 	for i, s := range starts {
 		wg.Go(func() {
 			defer func() { panics[i] = recover() }()
-			s.err = w.c.rt.StartContainer(ctx, s.req)
+			w.start(ctx, pullCtx, pod, s)
 		})
 	}
 	wg.Wait()
@@ -369,14 +403,53 @@ func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
 	}
 }
 
+// start makes the container's image present, then starts the container
+// with it. The pull runs on pullCtx, which is cancelled when the pod is
+// deleted or edited.
+func (w *worker) start(ctx, pullCtx context.Context, pod *corev1.Pod, s *pendingStart) {
+	if w.c.images != nil {
+		ref, err := w.c.images.EnsureImage(pullCtx, pod, &s.c)
+		if err != nil {
+			s.err, s.pulling, s.cancelled = pullError(err), true, pullCtx.Err() != nil
+			return
+		}
+		s.req.Image = ref
+	}
+	s.err = w.c.rt.StartContainer(ctx, s.req)
+}
+
+// pullContext returns the context of the pulls of a sync towards pod uid:
+// set (the main loop handing the worker a new desired pod) cancels it
+// once uid is no longer the pod to run, so a pull in progress never
+// outlives the pod that asked for it.
+func (w *worker) pullContext(ctx context.Context, uid types.UID) (context.Context, context.CancelFunc) {
+	pullCtx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pullUID, w.cancelPull = uid, cancel
+	if !w.in.wants(uid) {
+		cancel()
+	}
+	return pullCtx, func() {
+		w.mu.Lock()
+		w.cancelPull = nil
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
 // finishStart records the outcome of one start and returns when to retry
 // if it failed.
 func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) time.Time {
 	if s.err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.cancelled {
 			return time.Time{}
 		}
-		return w.startFailed(s.c.Name, s.cv, s.key, s.d, s.err, s.at)
+		key := s.key
+		if s.pulling {
+			key = imageBackoffKey(v.pod.UID, s.c.Image)
+		}
+		return w.startFailed(s.c.Name, s.cv, key, s.d, s.err, s.at)
 	}
 	s.cv.failure = nil
 	s.cv.record(ContainerState{Name: s.c.Name, Attempt: s.d.attempt, Image: s.c.Image, Phase: ContainerRunning, StartedAt: s.at}, false)
@@ -392,18 +465,30 @@ func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) t
 // startFailed records a failed start, shown as the container's Waiting
 // reason, and returns when to retry.
 func (w *worker) startFailed(name string, cv *containerView, key string, d decision, err error, now time.Time) time.Time {
-	failure := &startFailure{at: now, reason: "RunContainerError", message: err.Error()}
+	failure := &startFailure{at: now, reason: "RunContainerError", message: err.Error(), backoffKey: key}
 	var se *StartError
 	if errors.As(err, &se) {
 		failure.reason, failure.message = se.Reason, se.Err.Error()
 	}
-	if d.failedAt.IsZero() {
-		w.backoff.next(key, now, now)
+	if d.failedAt.IsZero() || d.backoffKey != key {
+		// The first failure counted against this back-off.
+		w.advance(key, now, now)
 	}
 	cv.failure = failure
 	w.log.Error("start container", "container", name, "attempt", d.attempt, "err", err)
 	w.c.metrics.syncError(failure.reason)
 	return w.backoff.retryAt(key, now)
+}
+
+// advance grows key's back-off, once per sync: a pod's containers of the
+// same image share its pull back-off, and their pulls of it in one sync
+// are one failure, as kubelet counts them.
+func (w *worker) advance(key string, failedAt, now time.Time) {
+	if w.advanced[key] {
+		return
+	}
+	w.advanced[key] = true
+	w.backoff.next(key, failedAt, now)
 }
 
 // recordStart observes the pod's start latency the first time all the

@@ -154,7 +154,7 @@ func containerStates(dir string, uid types.UID, c *corev1.Container, live bool, 
 		}
 		cs := reconcile.ContainerState{
 			Name: c.Name, Attempt: a, ID: containerID(uid, c.Name, a), Image: c.Image,
-			StartedAt: rec.StartedAt,
+			ImageID: readImageRecord(adir).StatusID, StartedAt: rec.StartedAt,
 		}
 		exit, err := shim.ReadExit(adir)
 		if err != nil {

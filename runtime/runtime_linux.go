@@ -50,8 +50,9 @@ type Options struct {
 	// ResolvConf returns a pod's /etc/resolv.conf; nil means the host's
 	// with loopback nameservers dropped.
 	ResolvConf func(*corev1.Pod) []byte
-	// Images resolves container images; nil means DirImages.
-	Images ImageResolver
+	// Images gives containers their images; nil means Images{} (rootfs:
+	// images only).
+	Images ImageSource
 	// LogMaxSize and LogMaxFiles bound each container's log files, as
 	// kubelet's containerLogMaxSize and containerLogMaxFiles; zero means
 	// logs.DefaultMaxSize and logs.DefaultMaxFiles.
@@ -123,7 +124,7 @@ func New(opts Options) (*Runtime, error) {
 		opts.Exe = fmt.Sprintf("/proc/self/fd/%d", exe.Fd())
 	}
 	if opts.Images == nil {
-		opts.Images = DirImages{}
+		opts.Images = Images{}
 	}
 	if opts.ResolvConf == nil {
 		opts.ResolvConf = hostResolvConf

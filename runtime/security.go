@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -11,12 +13,12 @@ import (
 
 // applySecurityContext sets the parts of spec that the container's
 // securityContext decides beyond its user: capabilities, a read-only
-// rootfs, and runAsNonRoot, checked against the user the container will
-// run as. A rootfs image names no user, so it runs as the runAsUser of the
-// container or pod, else as root (imageUID 0).
-func applySecurityContext(spec *container.Spec, pod *corev1.Pod, c *corev1.Container) error {
-	root := int64(0)
-	if err := verifyRunAsNonRoot(pod, c, &root, ""); err != nil {
+// rootfs, and runAsNonRoot, checked as kubelet checks it against the
+// runAsUser, else the image's User (imageUser; a rootfs image has none and
+// runs as root).
+func applySecurityContext(spec *container.Spec, pod *corev1.Pod, c *corev1.Container, imageUser string) error {
+	uid, name := imageUID(imageUser)
+	if err := verifyRunAsNonRoot(pod, c, uid, name); err != nil {
 		return err
 	}
 	sc := c.SecurityContext
@@ -32,6 +34,21 @@ func applySecurityContext(spec *container.Spec, pod *corev1.Pod, c *corev1.Conta
 		readOnlySandboxFiles(spec.Mounts)
 	}
 	return nil
+}
+
+// imageUID reads an image's User as kubelet's runtime reports it: the
+// numeric user of "uid" or "uid:group" (root when empty), else the name,
+// which kubelet cannot verify.
+func imageUID(user string) (*int64, string) {
+	name, _, _ := strings.Cut(user, ":")
+	if name == "" {
+		root := int64(0)
+		return &root, ""
+	}
+	if uid, err := strconv.ParseInt(name, 10, 64); err == nil {
+		return &uid, ""
+	}
+	return nil, name
 }
 
 func capabilityNames(caps []corev1.Capability) []string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/image"
 	"github.com/peapod/peapod/runtime/sandbox"
 )
 
@@ -69,7 +70,7 @@ func TestBuildSpecSecurityContext(t *testing.T) {
 		},
 	}
 	sb := sandbox.Layout("/run/peapod/pods/1234", false)
-	spec, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb})
+	spec, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb, image: &image.Image{Layers: []string{"/img"}}, user: &execUser{UID: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestBuildSpecSecurityContext(t *testing.T) {
 		want  bool
 	}{{nil, false}, {new(true), false}, {new(false), true}} {
 		c.SecurityContext.AllowPrivilegeEscalation = tt.allow
-		spec, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb})
+		spec, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb, image: &image.Image{Layers: []string{"/img"}}, user: &execUser{UID: 1000}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func TestBuildSpecSecurityContext(t *testing.T) {
 	}
 
 	c.SecurityContext.RunAsUser = nil
-	_, err = buildSpec(&specInput{pod: pod, c: c, sandbox: sb})
+	_, err = buildSpec(&specInput{pod: pod, c: c, sandbox: sb, image: &image.Image{Layers: []string{"/img"}}, user: &execUser{UID: 1000}})
 	var se *reconcile.StartError
 	if !errors.As(err, &se) || se.Reason != "CreateContainerConfigError" {
 		t.Errorf("runAsNonRoot without runAsUser on a rootfs image: error %v, want CreateContainerConfigError", err)

@@ -1,50 +1,19 @@
 package runtime
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/image"
 	"github.com/peapod/peapod/runtime/sandbox"
 )
-
-// ImageResolver turns a container's image reference into a root filesystem
-// directory on the host.
-type ImageResolver interface {
-	// Resolve returns the image's root directory. A reference the user must
-	// fix is a *reconcile.StartError.
-	Resolve(ctx context.Context, image string) (string, error)
-}
-
-// rootfsPrefix marks an image that is a directory on the host.
-const rootfsPrefix = "rootfs:"
-
-// DirImages resolves `rootfs:/abs/path` images: the directory must exist.
-type DirImages struct{}
-
-// Resolve implements ImageResolver.
-func (DirImages) Resolve(_ context.Context, image string) (string, error) {
-	dir, ok := strings.CutPrefix(image, rootfsPrefix)
-	if !ok || !filepath.IsAbs(dir) {
-		return "", createError(fmt.Errorf("image %q: only rootfs:/absolute/path images are supported", image))
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return "", createError(fmt.Errorf("image %q: %w", image, err))
-	}
-	if !fi.IsDir() {
-		return "", createError(fmt.Errorf("image %q: %s is not a directory", image, dir))
-	}
-	return dir, nil
-}
 
 func createError(err error) error {
 	return &reconcile.StartError{Reason: "CreateContainerError", Err: err}
@@ -52,10 +21,14 @@ func createError(err error) error {
 
 // specInput is what buildSpec translates, gathered by StartContainer.
 type specInput struct {
-	pod    *corev1.Pod
-	c      *corev1.Container
-	req    reconcile.StartRequest
-	rootfs string
+	pod *corev1.Pod
+	c   *corev1.Container
+	req reconcile.StartRequest
+	// image is the image the container runs: its layers and config.
+	image *image.Image
+	// user is who the command runs as, resolved from the image's user,
+	// its /etc/passwd and /etc/group, and the securityContext.
+	user *execUser
 	// dir is the attempt's directory on disk (overlay upper and work).
 	dir     string
 	userNS  *container.IDMap
@@ -72,26 +45,23 @@ func buildSpec(in *specInput) (*container.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := make([]string, 0, len(in.c.Command)+len(in.c.Args))
-	for _, a := range append(append([]string(nil), in.c.Command...), in.c.Args...) {
-		args = append(args, expand(a, env.lookup))
-	}
+	cfg := in.image.Config
+	args := commandLine(in.c, cfg, env.lookup)
 	if len(args) == 0 {
-		return nil, configError(in.c, "no command: a rootfs image has no entrypoint, set command")
+		return nil, createError(fmt.Errorf("container %s: no command specified: the image has no entrypoint or cmd, set command", in.c.Name))
 	}
 	mounts, err := containerMounts(in)
 	if err != nil {
 		return nil, err
 	}
-	uid, gid := runAs(in.pod, in.c)
 	spec := &container.Spec{
 		ID:     containerID(in.pod.UID, in.c.Name, in.req.Attempt),
 		Args:   args,
-		Env:    env.environ(),
-		Cwd:    in.c.WorkingDir,
-		UID:    uid,
-		GID:    gid,
-		Lower:  in.rootfs,
+		Env:    withImageEnv(cfg.Env, env, in.c),
+		Cwd:    cmp.Or(in.c.WorkingDir, cfg.WorkingDir),
+		UID:    in.user.UID,
+		GID:    in.user.GID,
+		Lower:  in.image.Layers,
 		Dir:    in.dir,
 		UserNS: in.userNS,
 		NetNS:  in.sandbox.NetNS,
@@ -99,42 +69,14 @@ func buildSpec(in *specInput) (*container.Spec, error) {
 		UTSNS:  in.sandbox.UTSNS,
 		Mounts: mounts,
 	}
+	spec.AdditionalGIDs = in.user.Groups
 	if sc := in.c.SecurityContext; sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 		spec.NoNewPrivileges = true
 	}
-	if sc := in.pod.Spec.SecurityContext; sc != nil {
-		for _, g := range sc.SupplementalGroups {
-			spec.AdditionalGIDs = append(spec.AdditionalGIDs, uint32(g))
-		}
-	}
-	if err := applySecurityContext(spec, in.pod, in.c); err != nil {
+	if err := applySecurityContext(spec, in.pod, in.c, cfg.User); err != nil {
 		return nil, err
 	}
 	return spec, nil
-}
-
-// runAs returns the container's user and group: the container's
-// securityContext wins over the pod's; both default to 0.
-func runAs(pod *corev1.Pod, c *corev1.Container) (uid, gid uint32) {
-	var u, g *int64
-	if sc := pod.Spec.SecurityContext; sc != nil {
-		u, g = sc.RunAsUser, sc.RunAsGroup
-	}
-	if sc := c.SecurityContext; sc != nil {
-		if sc.RunAsUser != nil {
-			u = sc.RunAsUser
-		}
-		if sc.RunAsGroup != nil {
-			g = sc.RunAsGroup
-		}
-	}
-	if u != nil {
-		uid = uint32(*u)
-	}
-	if g != nil {
-		gid = uint32(*g)
-	}
-	return uid, gid
 }
 
 // containerMounts returns the sandbox's files and mounts followed by the

@@ -1,11 +1,11 @@
 package runtime
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/peapod/peapod/reconcile"
 	"github.com/peapod/peapod/runtime/container"
+	"github.com/peapod/peapod/runtime/image"
 	"github.com/peapod/peapod/runtime/sandbox"
 )
 
@@ -111,31 +112,6 @@ func TestResolveEnvUnsupported(t *testing.T) {
 	}
 }
 
-func TestRunAs(t *testing.T) {
-	i := func(v int64) *int64 { return &v }
-	tests := []struct {
-		name     string
-		pod, ctr *corev1.SecurityContext
-		podGroup *int64
-		uid, gid uint32
-	}{
-		{name: "defaults"},
-		{name: "pod only", pod: &corev1.SecurityContext{RunAsUser: i(1000), RunAsGroup: i(2000)}, uid: 1000, gid: 2000},
-		{name: "container wins", pod: &corev1.SecurityContext{RunAsUser: i(1000), RunAsGroup: i(2000)}, ctr: &corev1.SecurityContext{RunAsUser: i(7)}, uid: 7, gid: 2000},
-		{name: "container only", ctr: &corev1.SecurityContext{RunAsUser: i(5), RunAsGroup: i(6)}, uid: 5, gid: 6},
-	}
-	for _, tt := range tests {
-		pod := testPod()
-		if tt.pod != nil {
-			pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: tt.pod.RunAsUser, RunAsGroup: tt.pod.RunAsGroup}
-		}
-		c := &corev1.Container{SecurityContext: tt.ctr}
-		if uid, gid := runAs(pod, c); uid != tt.uid || gid != tt.gid {
-			t.Errorf("%s: runAs = %d:%d, want %d:%d", tt.name, uid, gid, tt.uid, tt.gid)
-		}
-	}
-}
-
 func TestCheckHostPath(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
@@ -228,7 +204,8 @@ func TestBuildSpec(t *testing.T) {
 	sb := sandbox.Layout("/run/peapod/pods/1234", pod.Spec.HostNetwork)
 	spec, err := buildSpec(&specInput{
 		pod: pod, c: c, req: reconcile.StartRequest{UID: pod.UID, Container: "app", Attempt: 3},
-		rootfs: "/img", dir: "/var/lib/peapod/pods/1234/containers/app/3",
+		image: &image.Image{Layers: []string{"/img"}}, user: &execUser{Groups: []uint32{44}},
+		dir:    "/var/lib/peapod/pods/1234/containers/app/3",
 		userNS: &container.IDMap{HostID: 1 << 30, Size: 65536}, sandbox: sb,
 		volumes: map[string]string{"data": "/var/lib/peapod/pods/1234/volumes/data"},
 	})
@@ -242,7 +219,7 @@ func TestBuildSpec(t *testing.T) {
 		Cwd:             "/work",
 		AdditionalGIDs:  []uint32{44},
 		NoNewPrivileges: true,
-		Lower:           "/img",
+		Lower:           []string{"/img"},
 		Dir:             "/var/lib/peapod/pods/1234/containers/app/3",
 		UserNS:          &container.IDMap{HostID: 1 << 30, Size: 65536},
 		NetNS:           sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS,
@@ -261,24 +238,10 @@ func TestBuildSpec(t *testing.T) {
 	}
 
 	c.Command, c.Args = nil, nil
-	if _, err := buildSpec(&specInput{pod: pod, c: c, sandbox: sb}); err == nil {
-		t.Error("a container without command was accepted")
-	}
-}
-
-func TestDirImages(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "f")
-	os.WriteFile(file, nil, 0o600)
-	if got, err := (DirImages{}).Resolve(context.Background(), "rootfs:"+dir); err != nil || got != dir {
-		t.Fatalf("Resolve = %q, %v", got, err)
-	}
-	for _, img := range []string{"busybox:latest", "rootfs:relative", "rootfs:" + dir + "/missing", "rootfs:" + file} {
-		_, err := (DirImages{}).Resolve(context.Background(), img)
-		var se *reconcile.StartError
-		if !errors.As(err, &se) || se.Reason != "CreateContainerError" {
-			t.Errorf("Resolve(%q) = %v, want CreateContainerError", img, err)
-		}
+	_, err = buildSpec(&specInput{pod: pod, c: c, sandbox: sb, image: &image.Image{}, user: &execUser{}})
+	var se *reconcile.StartError
+	if !errors.As(err, &se) || se.Reason != "CreateContainerError" || !strings.Contains(err.Error(), "no command") {
+		t.Errorf("a container without command and an image without entrypoint: %v, want CreateContainerError", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,12 +111,25 @@ func (r *Runtime) recordIPs(dir string, pod *corev1.Pod, ips []string) error {
 
 // containerSpec resolves the image and volumes and builds the spec.
 func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.Container, req reconcile.StartRequest) (*container.Spec, error) {
-	rootfs, err := r.opts.Images.Resolve(ctx, c.Image)
+	img, err := r.opts.Images.Image(ctx, cmp.Or(req.Image, c.Image))
 	if err != nil {
 		return nil, err
 	}
+	user, err := resolveUser(img.Layers, img.Config.User, pod, c)
+	if err != nil {
+		return nil, err
+	}
+	ref := cmp.Or(req.Image, c.Image)
+	if err := recordImage(shim.AttemptDir(r.podDir(pod.UID), c.Name, req.Attempt), imageRecord{StatusID: imageID(img, ref), ID: img.ID}); err != nil {
+		return nil, err
+	}
+	if img.ID != "" {
+		if err := r.opts.Images.MarkUsed(img.ID); err != nil {
+			r.log.Warn("mark image used", "image", img.ID, "err", err)
+		}
+	}
 	in := &specInput{
-		pod: pod, c: c, req: req, rootfs: rootfs,
+		pod: pod, c: c, req: req, image: img, user: user,
 		dir:     r.attemptRoot(pod, c.Name, req.Attempt),
 		sandbox: sandbox.Layout(r.podDir(pod.UID), pod.Spec.HostNetwork),
 	}

@@ -98,8 +98,11 @@ type Spec struct {
 	// for its capabilities; nil runs it unconfined. A process later
 	// started in the container (exec) must install the same program.
 	Seccomp *seccomp.Program
-	// Lower is the read-only image directory.
-	Lower string
+	// Lower are the read-only image layer directories, the base layer
+	// first, in overlay's format (whiteouts are 0/0 character devices,
+	// opaque directories carry trusted.overlay.opaque=y). A rootfs: image
+	// is one layer. At most 500.
+	Lower Layers
 	// Dir is the container's directory on disk; Start makes upper/ and
 	// work/ in it for the overlay, and Cleanup removes them. An upper/ left
 	// by an earlier Start is reused as is: give each attempt its own Dir,

@@ -320,51 +320,6 @@ func TestInitExeIsSealed(t *testing.T) {
 	}
 }
 
-// TestLowerdirFallback mounts the overlay the way kernels before 6.8 need:
-// through an attached lower layer.
-func TestLowerdirFallback(t *testing.T) {
-	requireRoot(t)
-	dir := t.TempDir()
-	spec := &Spec{ID: t.Name(), Lower: testRootfs, Dir: dir}
-	upper, work, err := prepareUpper(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lower, err := openLower(testRootfs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lower.Close()
-	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fs)
-	detach, err := setLowerByPath(fs, lower, filepath.Join(dir, "lower"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = createOverlay(fs, upper, work)
-	if derr := detach(); derr != nil {
-		t.Fatal(derr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(mfd)
-	var st unix.Stat_t
-	if err := unix.Fstatat(mfd, "bin/busybox", &st, 0); err != nil {
-		t.Errorf("busybox through the overlay: %v", err)
-	}
-	if err := Cleanup(spec); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func nsOf(t *testing.T, pid int, ns string) string {
 	t.Helper()
 	return nsLink(t, fmt.Sprintf("/proc/%d/ns/%s", pid, ns))

@@ -25,7 +25,7 @@ func TestSortedMounts(t *testing.T) {
 func TestStartRejects(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	valid := Spec{ID: "c", Args: []string{"true"}, Lower: "/nonexistent", Dir: t.TempDir()}
+	valid := Spec{ID: "c", Args: []string{"true"}, Lower: []string{"/nonexistent"}, Dir: t.TempDir()}
 	tests := []struct {
 		name string
 		ctx  context.Context
@@ -33,9 +33,9 @@ func TestStartRejects(t *testing.T) {
 		want error
 	}{
 		{"cancelled context", cancelled, valid, context.Canceled},
-		{"no command", context.Background(), Spec{ID: "c", Lower: "/x", Dir: "/y"}, nil},
-		{"empty mapping", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: "/x", Dir: "/y", UserNS: &IDMap{HostID: 100000}}, nil},
-		{"unknown capability", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: "/x", Dir: "/y", CapAdd: []string{"NET_ADMINS"}}, nil},
+		{"no command", context.Background(), Spec{ID: "c", Lower: []string{"/x"}, Dir: "/y"}, nil},
+		{"empty mapping", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: []string{"/x"}, Dir: "/y", UserNS: &IDMap{HostID: 100000}}, nil},
+		{"unknown capability", context.Background(), Spec{ID: "c", Args: []string{"true"}, Lower: []string{"/x"}, Dir: "/y", CapAdd: []string{"NET_ADMINS"}}, nil},
 	}
 	for _, tt := range tests {
 		_, err := Start(tt.ctx, &tt.spec)

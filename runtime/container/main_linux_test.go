@@ -118,7 +118,7 @@ func (p *testPod) spec(t testing.TB, args ...string) *Spec {
 		ID:     t.Name(),
 		Args:   args,
 		Env:    []string{"PATH=/bin", "HOME=/root"},
-		Lower:  testRootfs,
+		Lower:  []string{testRootfs},
 		Dir:    filepath.Join(dir, "ctr"),
 		UserNS: &IDMap{HostID: p.hostID, Size: userns.RangeSize},
 		NetNS:  p.sb.NetNS, IPCNS: p.sb.IPCNS, UTSNS: p.sb.UTSNS,

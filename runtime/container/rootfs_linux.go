@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,42 +31,61 @@ func prepareUpper(spec *Spec) (upper, work string, err error) {
 	return upper, work, nil
 }
 
+// maxLayers is overlay's limit on lower layers (OVL_MAX_STACK).
+const maxLayers = 500
+
 // mountRootfs builds the container's rootfs as a detached overlay mount and
 // returns it. userns is the container's user namespace, or nil.
 //
-// The image directory is owned by host IDs (root is 0), which a container
-// with its own user namespace would see as nobody and could not use. So the
-// lower layer is an idmapped clone of it: a file owned by host ID n appears
-// owned by n in the container and is handled as HostID+n by the kernel.
-// Overlay itself cannot be idmapped, hence the clone underneath it. The lower
-// clone is read-only as well, so nothing can write the image through it.
+// The image's layer directories are owned by host IDs (root is 0), which a
+// container with its own user namespace would see as nobody and could not
+// use. So each lower layer is an idmapped clone of its directory: a file
+// owned by host ID n appears owned by n in the container and is handled as
+// HostID+n by the kernel. Overlay itself cannot be idmapped, hence the clones
+// underneath it. The clones are read-only as well, so nothing can write an
+// image layer through them.
 func mountRootfs(spec *Spec, upper, work string, userns *os.File) (*os.File, error) {
-	lower, err := openLower(spec.Lower, userns)
+	if len(spec.Lower) > maxLayers {
+		return nil, fmt.Errorf("image has %d layers; overlay stacks at most %d: flatten the image", len(spec.Lower), maxLayers)
+	}
+	lowers, err := openLowers(spec.Lower, userns)
 	if err != nil {
 		return nil, err
 	}
-	defer lower.Close()
+	defer closeAll(lowers)
 	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("open overlay: %w", err)
 	}
 	defer unix.Close(fs)
-	detach, err := setLower(fs, lower, spec.Dir)
-	if err != nil {
-		return nil, err
+	err = setLowersByFD(fs, lowers)
+	if errors.Is(err, errNoLowerdirFD) {
+		rootfs, err := mountByPath(lowers, spec.Dir, upper, work)
+		if err != nil {
+			return nil, fmt.Errorf("mount overlay on %s: %w", describeLayers(spec.Lower), err)
+		}
+		return rootfs, nil
 	}
-	err = createOverlay(fs, upper, work)
-	if derr := detach(); err == nil {
-		err = derr
+	if err == nil {
+		err = createOverlay(fs, upper, work)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create overlay on %s: %w", spec.Lower, err)
+		return nil, fmt.Errorf("create overlay on %s: %w", describeLayers(spec.Lower), err)
 	}
 	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV)
 	if err != nil {
-		return nil, fmt.Errorf("mount overlay on %s: %w", spec.Lower, err)
+		return nil, fmt.Errorf("mount overlay on %s: %w", describeLayers(spec.Lower), err)
 	}
 	return os.NewFile(uintptr(mfd), "rootfs"), nil
+}
+
+// describeLayers names the layers in an error: the only one, or the top
+// one and how many there are.
+func describeLayers(layers []string) string {
+	if len(layers) == 1 {
+		return layers[0]
+	}
+	return fmt.Sprintf("%d layers (top %s)", len(layers), layers[len(layers)-1])
 }
 
 func createOverlay(fs int, upper, work string) error {
@@ -77,7 +98,27 @@ func createOverlay(fs int, upper, work string) error {
 	return unix.FsconfigCreate(fs)
 }
 
-// openLower clones the image directory into a detached, read-only mount,
+// openLowers clones every layer directory, base first, as openLower does.
+func openLowers(dirs []string, userns *os.File) ([]*os.File, error) {
+	lowers := make([]*os.File, 0, len(dirs))
+	for _, d := range dirs {
+		l, err := openLower(d, userns)
+		if err != nil {
+			closeAll(lowers)
+			return nil, err
+		}
+		lowers = append(lowers, l)
+	}
+	return lowers, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// openLower clones a layer directory into a detached, read-only mount,
 // idmapped to userns when there is one.
 func openLower(dir string, userns *os.File) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
@@ -104,40 +145,116 @@ func openLower(dir string, userns *os.File) (*os.File, error) {
 	return lower, nil
 }
 
-// setLower hands the lower layer to overlay. Linux 6.8+ takes the detached
-// mount itself ("lowerdir+"); older kernels reject the key (EINVAL on some,
-// EOPNOTSUPP on 6.1, where FSCONFIG_SET_FD is not supported for overlay's
-// lowerdir at all) and need a path, so the mount is attached at dir/lower until overlay has taken
-// its own private clone of it (at FSCONFIG_CMD_CREATE on kernels that parse
-// options late). The caller runs detach once the overlay is created.
-func setLower(fs int, lower *os.File, dir string) (detach func() error, err error) {
-	err = unix.FsconfigSetFd(fs, "lowerdir+", int(lower.Fd()))
-	if err == nil {
-		return func() error { return nil }, nil
+// errNoLowerdirFD: the kernel does not take lower layers by descriptor.
+var errNoLowerdirFD = errors.New("overlay takes no lowerdir+ descriptors")
+
+// setLowersByFD gives overlay each layer with "lowerdir+", which Linux
+// 6.8+ takes as a detached mount. Older kernels reject the key (EINVAL on
+// some, EOPNOTSUPP on 6.1, where FSCONFIG_SET_FD is not supported for
+// overlay's lowerdir at all): errNoLowerdirFD, see mountByPath.
+//
+// Every "lowerdir+" appends a layer BELOW the ones given before (as in
+// lowerdir=top:...:base, the first is the topmost lower layer), so the
+// layers go in from the top down; TestLayers fails if they are reversed.
+func setLowersByFD(fs int, lowers []*os.File) error {
+	for i := len(lowers) - 1; i >= 0; i-- {
+		err := unix.FsconfigSetFd(fs, "lowerdir+", int(lowers[i].Fd()))
+		if err == nil {
+			continue
+		}
+		if i == len(lowers)-1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+			return errNoLowerdirFD
+		}
+		return fmt.Errorf("overlay lowerdir+ %s: %w", lowers[i].Name(), err)
 	}
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
-		return nil, fmt.Errorf("overlay lowerdir+: %w", err)
-	}
-	return setLowerByPath(fs, lower, filepath.Join(dir, "lower"))
+	return nil
 }
 
-func setLowerByPath(fs int, lower *os.File, mnt string) (detach func() error, err error) {
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
+// mountByPath mounts the overlay the way kernels before 6.8 need, and
+// returns a detached copy of it. The layers are attached at dir/lower/0
+// (base) .. N-1 (top), because overlay needs their paths and clones each
+// with clone_private_mount, which refuses a mount outside the caller's
+// mount namespace (a detached one). They are named in one
+// "lowerdir=top:...:base" option: fsconfig takes at most 255 bytes for it
+// (about 12 layers), so the overlay is mounted with mount(2), whose
+// options may fill a page, at dir/merged, cloned detached, and unmounted
+// at once; every attached mount is gone when this returns. The names go
+// through a descriptor of dir/lower (/proc/self/fd/D/i, about 20 bytes
+// a layer), so some 190 layers fit; an image with more is refused with
+// the reason.
+func mountByPath(lowers []*os.File, dir, upper, work string) (rootfs *os.File, err error) {
+	mnt, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "merged")
+	if strings.ContainsAny(upper+work, ",:\\") {
+		return nil, fmt.Errorf("overlay directories %s, %s: a comma, colon or backslash cannot be passed to mount(2)", upper, work)
+	}
+	defer func() {
+		// A layer or the overlay that failed to detach fails the start.
+		if err != nil && rootfs != nil {
+			rootfs.Close()
+			rootfs = nil
+		}
+	}()
+	for _, d := range []string{mnt, merged} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	base, err := os.OpenFile(mnt, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, err
 	}
-	if err := unix.MoveMount(int(lower.Fd()), "", unix.AT_FDCWD, mnt, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return nil, fmt.Errorf("attach rootfs lower layer on %s: %w", mnt, err)
+	defer base.Close()
+	names := make([]string, len(lowers))
+	for i := range lowers {
+		names[len(lowers)-1-i] = fmt.Sprintf("/proc/self/fd/%d/%d", base.Fd(), i)
 	}
-	detach = func() error {
-		if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("detach rootfs lower layer: %w", err)
+	data := "lowerdir=" + strings.Join(names, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(data) >= maxMountData {
+		return nil, fmt.Errorf("image has %d layers; before Linux 6.8 overlay takes at most about %d: "+
+			"upgrade the kernel or flatten the image", len(lowers), (maxMountData-len(upper)-len(work)-30)/(len(names[0])+1))
+	}
+	// The layers must be attached when overlay resolves their names, at
+	// mount. Overlay then holds private clones of them, and the detached
+	// copy of the overlay holds its superblock: everything attached can
+	// go as soon as the copy exists (the deferred detaches, the overlay
+	// first).
+	for i, l := range lowers {
+		p := filepath.Join(mnt, strconv.Itoa(i))
+		if err := attachLower(l, p); err != nil {
+			return nil, err
 		}
-		return nil
+		defer func() { err = errors.Join(err, detach(p)) }()
 	}
-	if err := unix.FsconfigSetString(fs, "lowerdir", mnt); err != nil {
-		return nil, errors.Join(fmt.Errorf("overlay lowerdir %s: %w", mnt, err), detach())
+	if err := unix.Mount("overlay", merged, "overlay", unix.MS_NODEV, data); err != nil {
+		return nil, err
 	}
-	return detach, nil
+	defer func() { err = errors.Join(err, detach(merged)) }()
+	fd, err := unix.OpenTree(unix.AT_FDCWD, merged, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("clone overlay: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "rootfs"), nil
+}
+
+// maxMountData is the most mount(2) copies of its options: a page.
+const maxMountData = 4096
+
+func attachLower(lower *os.File, p string) error {
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		return err
+	}
+	if err := unix.MoveMount(int(lower.Fd()), "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach rootfs lower layer on %s: %w", p, err)
+	}
+	return nil
+}
+
+// detach unmounts what mountByPath attached at p.
+func detach(p string) error {
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach %s: %w", p, err)
+	}
+	return nil
 }
 
 // readOnlyRoot makes the attached rootfs mount read-only
@@ -162,7 +279,7 @@ func readOnlyRoot(root *os.File) error {
 // overlay lives in the container's mount namespace and dies with it.
 func Cleanup(spec *Spec) error {
 	var errs []error
-	for _, d := range []string{"upper", "work", "lower"} {
+	for _, d := range []string{"upper", "work", "lower", "merged"} {
 		errs = append(errs, os.RemoveAll(filepath.Join(spec.Dir, d)))
 	}
 	if err := errors.Join(errs...); err != nil {

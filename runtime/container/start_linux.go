@@ -63,7 +63,7 @@ func validate(spec *Spec) error {
 	switch {
 	case len(spec.Args) == 0:
 		return errors.New("no command")
-	case spec.Lower == "" || spec.Dir == "":
+	case len(spec.Lower) == 0 || spec.Dir == "":
 		return errors.New("rootfs and container directory are required")
 	case spec.UserNS != nil && spec.UserNS.Size == 0:
 		return errors.New("empty user namespace mapping")

@@ -30,18 +30,51 @@ type registryConfig struct {
 	verified, lax http.RoundTripper
 }
 
+// CheckRegistries reports every malformed insecure registry (HOST or
+// HOST:PORT) and mirror (HOST[:PORT], or https://HOST), as Open would.
+func CheckRegistries(insecure, mirrors []string) error {
+	var errs []error
+	for _, h := range insecure {
+		if _, err := insecureHost(h); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range mirrors {
+		if _, err := mirrorHost(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func insecureHost(h string) (string, error) {
+	if _, err := name.NewRegistry(h, name.StrictValidation); err != nil || strings.Contains(h, "/") {
+		return "", fmt.Errorf("insecure registry %q: want HOST or HOST:PORT", h)
+	}
+	return h, nil
+}
+
+func mirrorHost(m string) (string, error) {
+	h := strings.TrimSuffix(strings.TrimPrefix(m, "https://"), "/")
+	if _, err := name.NewRegistry(h, name.StrictValidation); err != nil || strings.Contains(h, "/") {
+		return "", fmt.Errorf("registry mirror %q: want HOST[:PORT] (https://HOST is accepted)", m)
+	}
+	return h, nil
+}
+
 func newRegistryConfig(opts Options) (registryConfig, error) {
 	c := registryConfig{}
 	for _, h := range opts.InsecureRegistries {
-		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil || strings.Contains(h, "/") {
-			return c, fmt.Errorf("insecure registry %q: want HOST or HOST:PORT", h)
+		h, err := insecureHost(h)
+		if err != nil {
+			return c, err
 		}
 		c.insecure = append(c.insecure, h)
 	}
 	for _, m := range opts.Mirrors {
-		m = strings.TrimSuffix(strings.TrimPrefix(m, "https://"), "/")
-		if _, err := name.NewRegistry(m, name.StrictValidation); err != nil || strings.Contains(m, "/") {
-			return c, fmt.Errorf("registry mirror %q: want HOST[:PORT] (https://HOST is accepted)", m)
+		m, err := mirrorHost(m)
+		if err != nil {
+			return c, err
 		}
 		c.mirrors = append(c.mirrors, m)
 	}
