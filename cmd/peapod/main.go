@@ -28,6 +28,8 @@ func main() {
 		switch os.Args[1] {
 		case container.InitArg:
 			container.RunInit() // never returns
+		case container.ExecArg:
+			container.RunExec() // never returns
 		case shim.Command:
 			shim.Main() // never returns
 		}

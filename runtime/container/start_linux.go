@@ -139,16 +139,24 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 		return err
 	}
 	defer rootfs.Close()
-	cfg := initConfig{
-		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
-		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
-		NoNewPrivileges: spec.NoNewPrivileges, Mounts: prep.plan,
-		UnshareCgroupNS: placesAfterStart(spec),
-	}
+	cfg := processConfig(spec)
+	cfg.Mounts, cfg.UnshareCgroupNS = prep.plan, placesAfterStart(spec)
 	if err := sendConfig(conn, &cfg, append([]int{int(rootfs.Fd())}, prep.mounts.fds()...)); err != nil {
 		return err
 	}
 	return awaitExec(ctx, conn)
+}
+
+// processConfig is the part of the init stage's config that describes the
+// container's process: its command, identity and privileges. An exec into
+// the container (Exec) runs with the same, so every field that restricts
+// the container's process belongs here, not in finishInit.
+func processConfig(spec *Spec) initConfig {
+	return initConfig{
+		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
+		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
+		NoNewPrivileges: spec.NoNewPrivileges,
+	}
 }
 
 // placesAfterStart reports whether the init stage joins its cgroups once
