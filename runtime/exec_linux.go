@@ -32,17 +32,22 @@ type ExecOptions struct {
 
 // Exec runs a process in the named container of the pod, as kubectl exec
 // does, and returns its exit code once it has exited (126 and 127 for a
-// command that cannot be executed or is not found). It talks to the pod's
-// shim, which outlives the agent, so it works for pods of an earlier
-// agent run. The process runs in every namespace and cgroup of the
-// container, as its user, with its capabilities, no_new_privs, seccomp
-// filter, environment and working directory. When ctx ends first, the
-// process is killed and Exec returns ctx.Err(); bound ctx for a timeout.
-// Exec is safe for concurrent use.
+// command that cannot be executed or is not found). The process runs in
+// every namespace and cgroup of the container, as its user, with its
+// capabilities, no_new_privs, seccomp filter, environment and working
+// directory. When ctx ends first, the process is killed and Exec returns
+// ctx.Err(); bound ctx for a timeout. Exec is safe for concurrent use.
 func (r *Runtime) Exec(ctx context.Context, uid types.UID, container string, opts ExecOptions) (int, error) {
-	dir := r.podDir(uid)
+	return Exec(ctx, r.opts.StateDir, uid, container, opts)
+}
+
+// Exec is Runtime.Exec for the pods under stateDir, without a Runtime: it
+// talks to the pod's shim, which outlives the agent, so it works for the
+// pods of an agent that has restarted, or is down.
+func Exec(ctx context.Context, stateDir string, uid types.UID, container string, opts ExecOptions) (int, error) {
+	dir := filepath.Join(stateDir, "pods", string(uid))
 	if _, err := os.Stat(filepath.Join(dir, shim.PodFile)); errors.Is(err, fs.ErrNotExist) {
-		return -1, fmt.Errorf("exec in pod %s: no such pod", uid)
+		return -1, fmt.Errorf("exec in pod %s: no such pod under %s", uid, stateDir)
 	}
 	c := shim.NewClient(dir)
 	defer c.Close()

@@ -35,6 +35,10 @@ func main() {
 		}
 	}
 	if err := newRootCommand().Execute(); err != nil {
+		var exit *exitCodeError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
 		if !errors.Is(err, errSilent) {
 			fmt.Fprintln(os.Stderr, "peapod:", err)
 		}
@@ -51,6 +55,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newExecCommand(), newVersionCommand())
 	return root
 }
