@@ -5,6 +5,8 @@ import (
 	"context"
 	"debug/elf"
 	"io"
+	osexec "os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -172,4 +174,40 @@ func TestRootExec(t *testing.T) {
 			t.Errorf("exec into a stopped container: %v, want not running", err)
 		}
 	})
+}
+
+// BenchmarkRootExec measures Runtime.Exec of `true` in a running
+// container (cgroups on), beside a bare `nsenter ... true` into the same
+// container: the floor that joining the namespaces and executing a
+// command in them costs with util-linux.
+func BenchmarkRootExec(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs root and a container")
+	}
+	env := newTestEnv(b)
+	r := env.runtime(b)
+	ctx := context.Background()
+	pod := newPod("execbench", shellContainer("app", `exec sleep 100000`))
+	if _, err := r.CreateSandbox(ctx, pod); err != nil {
+		b.Fatal(err)
+	}
+	start(b, r, pod.UID, "app", 0)
+	pid := latest(podState(b, r, pod.UID), "app").PID
+	var execT, floorT []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		code, err := r.Exec(ctx, pod.UID, "app", ExecOptions{Args: []string{"true"}})
+		if err != nil || code != 0 {
+			b.Fatalf("exec true: %d, %v", code, err)
+		}
+		t1 := time.Now()
+		floor := osexec.Command("nsenter", "--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net",
+			"--pid", "--cgroup", "--user", "--root", "--wd", "true")
+		if out, err := floor.CombinedOutput(); err != nil {
+			b.Fatalf("nsenter true: %v: %s", err, out)
+		}
+		execT, floorT = append(execT, t1.Sub(t0)), append(floorT, time.Since(t1))
+	}
+	b.ReportMetric(ms(median(execT)), "exec-ms")
+	b.ReportMetric(ms(median(floorT)), "nsenter-true-ms")
 }

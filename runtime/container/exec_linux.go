@@ -20,9 +20,11 @@ package container
 // already holds for init stages (CVE-2019-5736: nothing of the host's
 // binary is reachable from inside). The exec stage runs the same final
 // steps as a container's init stage (execCommand: identity, capabilities,
-// no_new_privs, seccomp, close-on-exec of every inherited descriptor,
-// working directory, exec), so an exec'd process can never be given more
-// than the container has.
+// no_new_privs, close-on-exec of every inherited descriptor, working
+// directory, exec) on the same process config (processConfig), so an
+// exec'd process can never be given more than the container has: a
+// restriction added to those two places, such as a seccomp filter
+// installed in execCommand, applies to both.
 //
 // The alternative, a raw-syscall child forked from a locked Go thread that
 // joins and execs without the Go runtime (what the syscall package does
@@ -31,14 +33,17 @@ package container
 // privileged part in a well-known program.
 //
 // What nsenter does on our behalf, and why it is safe:
+//   - It joins namespaces, and takes a root and working directory, that
+//     the caller opened from /proc/<init> and checked through a pidfd to
+//     be the container's (openTarget): it is never given a PID that may
+//     have been reused.
 //   - It joins every namespace before the chroot and the fork, from the
 //     host's root; the user namespace is joined last, so host-owned pod
 //     namespaces are still reachable.
-//   - --root and --wd take the container init's root and working directory
-//     through /proc/PID/{root,cwd}, opened before it joins anything, so the
-//     process never holds a host directory as root or cwd once inside
-//     (runc CVE-2024-21626); the exec stage then enters the container's
-//     working directory by its path inside the container.
+//   - --root and --wd are the container init's root and working
+//     directory, so the process never holds a host directory as root or
+//     cwd once inside (runc CVE-2024-21626); the exec stage then enters
+//     the container's working directory by its path inside the container.
 //   - Without --preserve-credentials, its child becomes root of the
 //     container's user namespace (setgroups(0), setgid(0), setuid(0)), as
 //     the init stage is, before it execs: it never acts inside the
