@@ -72,8 +72,12 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	c := s.containers[req.Container]
 	s.mu.Unlock()
-	if c == nil || s.exitOf(c) != nil || c.launched.Exec == nil {
+	if c == nil || s.exitOf(c) != nil {
 		writeError(w, http.StatusNotFound, fmt.Errorf("container %q is not running", req.Container))
+		return
+	}
+	if c.launched.Exec == nil {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("container %q: this shim cannot exec", req.Container))
 		return
 	}
 	if !s.beginExec() {
