@@ -422,3 +422,16 @@ func TestExecGoneContainer(t *testing.T) {
 		t.Logf("PID %d reused", p.Pid)
 	}
 }
+
+// TestExecHostUsers execs into a container without a user namespace of
+// its own (hostUsers: true): there is no user namespace to join.
+func TestExecHostUsers(t *testing.T) {
+	pod := newTestPod(t, "exec-hostusers")
+	spec := pod.spec(t, "sleep", "1000")
+	spec.UserNS = nil
+	e := startExecTest(t, spec)
+	code, out, errOut := e.exec(t, "", ExecOptions{}, "sh", "-c", `id -u; stat -L -c %i /proc/self/ns/mnt`)
+	if want := "0\n" + nsOf(t, e.p.Pid, "mnt") + "\n"; code != 0 || out != want {
+		t.Errorf("exec into a hostUsers container: exit %d, %q, want %q: %s", code, out, want, errOut)
+	}
+}
