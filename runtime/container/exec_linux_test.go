@@ -234,7 +234,8 @@ func TestExecNoHostDescriptors(t *testing.T) {
 }
 
 // TestExecStageShielded holds an exec stage before it receives its
-// config and checks that root of the container cannot look into it:
+// config, checks that it runs the sealed copy of our binary, and that root
+// of the container cannot look into it:
 // /proc/PID/{environ,exe,fd} of a non-dumpable process are refused
 // (runc CVE-2016-9962).
 func TestExecStageShielded(t *testing.T) {
@@ -246,6 +247,18 @@ func TestExecStageShielded(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close(); cmd.Process.Kill(); cmd.Wait() })
 	stage := waitChild(t, cmd.Process.Pid)
+	// What it runs is the sealed copy, never a host file (CVE-2019-5736).
+	exe := fmt.Sprintf("/proc/%d/exe", stage)
+	if got, err := os.Readlink(exe); err != nil || got != "/memfd:peapod-init (deleted)" {
+		t.Errorf("exec stage executable %q, %v; want the sealed memfd", got, err)
+	}
+	if w, err := os.OpenFile(exe, os.O_WRONLY, 0); err == nil {
+		_, err = w.Write([]byte("x"))
+		w.Close()
+		if err == nil {
+			t.Error("wrote to the exec stage's executable")
+		}
+	}
 	// Its PID inside the container: the last of NSpid.
 	nspid := strings.Fields(regexp.MustCompile(`(?m)^NSpid:.*$`).FindString(readProc(t, stage, "status")))
 	inside := nspid[len(nspid)-1]
