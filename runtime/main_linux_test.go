@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 			shim.Main()
 		case container.InitArg:
 			container.RunInit()
+		case container.ExecArg:
+			container.RunExec()
 		}
 	}
 	os.Exit(runTests(m))

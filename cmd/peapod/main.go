@@ -28,11 +28,17 @@ func main() {
 		switch os.Args[1] {
 		case container.InitArg:
 			container.RunInit() // never returns
+		case container.ExecArg:
+			container.RunExec() // never returns
 		case shim.Command:
 			shim.Main() // never returns
 		}
 	}
 	if err := newRootCommand().Execute(); err != nil {
+		var exit *exitCodeError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
 		if !errors.Is(err, errSilent) {
 			fmt.Fprintln(os.Stderr, "peapod:", err)
 		}
@@ -49,6 +55,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newImageCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newValidateCommand(), newPsCommand(), newLogsCommand(), newExecCommand(),
+		newImageCommand(), newVersionCommand())
 	return root
 }

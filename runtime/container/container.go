@@ -11,6 +11,12 @@
 // the rootfs, drops privileges and execs the container's command. Nothing
 // is ever mounted in the host's mount namespace, so a container that dies,
 // or a shim that is killed, leaves no mount behind.
+//
+// Exec runs a further process in a running container: util-linux nsenter
+// joins its namespaces (a Go process cannot join a user or mount
+// namespace, and peapod has no cgo), then the exec stage (RunExec) applies
+// the container's identity and privileges through the init stage's last
+// steps; exec_linux.go says why and in which order.
 package container
 
 import (

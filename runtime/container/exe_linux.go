@@ -13,6 +13,18 @@ import (
 // and no way to lift the seals.
 const exeSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
+// exeMode is the mode of the sealed copy: executable by all, readable by
+// none. Root of the host reads it anyway (CAP_DAC_OVERRIDE), which is all
+// SealedExe needs. A container's root cannot: it is not host root, and the
+// file's owner is not mapped into its user namespace. When execve cannot
+// read the file it runs, the kernel marks the new process non-dumpable
+// and ties its memory to the nearest user namespace that owns the file,
+// the host's (fs/exec.c would_dump). So the init and exec stages, executed
+// by container root, are shielded from ptrace and from /proc/PID/{mem,fd,
+// cwd,environ} from their first instruction, not only once Go has started
+// and called PR_SET_DUMPABLE (runc CVE-2016-9962).
+const exeMode = 0o111
+
 // minExeFD keeps the copy above the descriptors os/exec dup2s into place in
 // the child (stdio and ExtraFiles, 0 to 3), which would otherwise clobber it
 // before the child execs /proc/self/fd/N.
@@ -91,6 +103,14 @@ func copyToSealedMemfd(path string) (*os.File, error) {
 	if _, err := io.Copy(f, src); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("copy %s: %w", path, err)
+	}
+	// Executable, not readable, by anyone but root of the host: a stage
+	// executed from it inside a container's user namespace then starts
+	// non-dumpable, and no process of the container may ptrace it or open
+	// its /proc files before it has exec'd (see exeMode).
+	if err := unix.Fchmod(int(f.Fd()), exeMode); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("restrict memfd: %w", err)
 	}
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, exeSeals); err != nil {
 		f.Close()

@@ -135,7 +135,7 @@ func execCommand(cfg *initConfig, sock *os.File) error {
 	}
 	path, err := lookPath(cfg.Args[0], cfg.Env)
 	if err != nil {
-		return err
+		return &commandError{err: err}
 	}
 	// Last before exec, after the identity changes it would not restrict:
 	// from here on no execve can gain privileges (setuid bits, file caps).
@@ -158,7 +158,7 @@ func execCommand(cfg *initConfig, sock *os.File) error {
 		}
 	}
 	err = unix.Exec(path, cfg.Args, cfg.Env)
-	return fmt.Errorf("exec %s: %w", cfg.Args[0], err)
+	return &commandError{name: cfg.Args[0], err: err}
 }
 
 // rearmDeathSignal sets the parent-death signal again: the kernel clears it

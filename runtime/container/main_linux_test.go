@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		RunInit()
 	}
+	if len(os.Args) > 1 && os.Args[1] == ExecArg {
+		RunExec()
+	}
 	if spec := os.Getenv(parentEnv); spec != "" {
 		os.Exit(runParent(spec))
 	}

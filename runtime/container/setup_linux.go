@@ -344,5 +344,5 @@ func lookPath(file string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
+	return "", fmt.Errorf("exec: %q: %w", file, errNotFound)
 }

@@ -140,21 +140,32 @@ func finishInit(ctx context.Context, spec *Spec, prep *prepared, conn *net.UnixC
 		return err
 	}
 	defer rootfs.Close()
-	caps, err := containerCaps(spec.CapAdd, spec.CapDrop)
+	cfg, err := processConfig(spec)
 	if err != nil {
 		return err
 	}
-	cfg := initConfig{
-		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
-		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
-		NoNewPrivileges: spec.NoNewPrivileges, Seccomp: spec.Seccomp, Mounts: prep.plan,
-		Caps: caps, ReadOnlyRootfs: spec.ReadOnlyRootfs,
-		UnshareCgroupNS: placesAfterStart(spec),
-	}
+	cfg.Mounts, cfg.UnshareCgroupNS = prep.plan, placesAfterStart(spec)
+	cfg.ReadOnlyRootfs = spec.ReadOnlyRootfs
 	if err := sendConfig(conn, &cfg, append([]int{int(rootfs.Fd())}, prep.mounts.fds()...)); err != nil {
 		return err
 	}
 	return awaitExec(ctx, conn)
+}
+
+// processConfig is the part of the init stage's config that describes the
+// container's process: its command, identity and privileges. An exec into
+// the container (Exec) runs with the same, so every field that restricts
+// the container's process belongs here, not in finishInit.
+func processConfig(spec *Spec) (initConfig, error) {
+	caps, err := containerCaps(spec.CapAdd, spec.CapDrop)
+	if err != nil {
+		return initConfig{}, err
+	}
+	return initConfig{
+		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd,
+		UID: spec.UID, GID: spec.GID, AdditionalGIDs: spec.AdditionalGIDs,
+		NoNewPrivileges: spec.NoNewPrivileges, Caps: caps, Seccomp: spec.Seccomp,
+	}, nil
 }
 
 // placesAfterStart reports whether the init stage joins its cgroups once

@@ -70,7 +70,8 @@ func (e *RemoteError) Is(target error) bool { return target == ErrNotFound && e.
 
 // Client talks to the shim of one pod. It is safe for concurrent use.
 type Client struct {
-	hc *http.Client
+	hc   *http.Client
+	sock string
 }
 
 // NewClient returns a client for the shim whose state directory is podDir.
@@ -85,7 +86,7 @@ func NewClient(podDir string) *Client {
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{hc: &http.Client{Transport: tr}}
+	return &Client{hc: &http.Client{Transport: tr}, sock: sock}
 }
 
 // Close releases idle connections.

@@ -3,11 +3,13 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -89,11 +91,52 @@ func (l *containerLauncher) Launch(ctx context.Context, raw json.RawMessage, std
 		return nil, err
 	}
 	l.log.Info("container started", "container", cs.Name, "pid", p.Pid)
-	launched := &Launched{PID: p.Pid, Process: p, OOMKilled: oom}
-	if cg != nil {
-		launched.Release = func() { cg.Close() }
+	// Opened while the init is our unreaped child: it names this process.
+	pidfd, err := unix.PidfdOpen(p.Pid, 0)
+	if err != nil {
+		l.log.Warn("open pidfd of container; exec will not work", "container", cs.Name, "err", err)
+		pidfd = -1
 	}
-	return launched, nil
+	ex := &execer{spec: &spec, target: container.ExecTarget{PID: p.Pid, PIDFD: pidfd}, cg: cg}
+	return &Launched{PID: p.Pid, Process: p, OOMKilled: oom, Release: ex.release, Exec: ex.exec}, nil
+}
+
+// execer runs execs in one container attempt while it runs.
+type execer struct {
+	spec *container.Spec
+
+	// mu is read-held by an exec starting, so that release cannot close
+	// the descriptors it uses.
+	mu     sync.RWMutex
+	target container.ExecTarget
+	cg     *cgroups.Container
+	// released is set once the container exited.
+	released bool
+}
+
+func (e *execer) exec(ctx context.Context, opts *container.ExecOptions) (*container.ExecProcess, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.released || e.target.PIDFD < 0 {
+		return nil, errors.New("the container has exited")
+	}
+	if e.cg != nil {
+		opts.Cgroup = e.cg
+	}
+	return container.Exec(ctx, e.spec, e.target, opts)
+}
+
+// release closes the container's cgroup descriptor once it has exited.
+func (e *execer) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.released = true
+	if e.target.PIDFD >= 0 {
+		unix.Close(e.target.PIDFD)
+	}
+	if e.cg != nil {
+		e.cg.Close()
+	}
 }
 
 // cgroup creates (or reopens) the container's cgroup with its limits, in

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/peapod/peapod/runtime/container"
 	"github.com/peapod/peapod/runtime/logs"
 )
 
@@ -55,6 +56,9 @@ type Launched struct {
 	// Release, when set, frees what the launch holds (e.g. cgroup
 	// descriptors) once the container has exited.
 	Release func()
+	// Exec, when set, starts a further process in the running container
+	// (peapod exec); the shim reaps it through its Wait.
+	Exec func(ctx context.Context, opts *container.ExecOptions) (*container.ExecProcess, error)
 }
 
 // server is the shim's container supervisor and its HTTP API. It is the
@@ -67,6 +71,9 @@ type server struct {
 	quit   chan struct{}
 	// supervisors counts the goroutines that wait for container exits.
 	supervisors sync.WaitGroup
+	// execs counts the exec sessions, which outlive their HTTP request
+	// (see handleExec); Add only under mu while not quitting.
+	execs sync.WaitGroup
 
 	// launching is read-held from a container's launch until its PID is
 	// in owned, so the orphan reaper, which write-holds it, cannot take a
@@ -145,6 +152,8 @@ func (s *server) Serve(ln net.Listener) error {
 		err = errors.Join(err, serr)
 	}
 	s.supervisors.Wait()
+	// Exec'd processes died with their containers; their sessions end.
+	s.execs.Wait()
 	cancel()
 	wg.Wait()
 	return err
@@ -158,6 +167,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /containers", s.handleContainers)
 	mux.HandleFunc("GET /events", s.handleEvents)
 	mux.HandleFunc("POST /shutdown", s.handleShutdown)
+	mux.HandleFunc("POST /exec", s.handleExec)
 	return mux
 }
 
