@@ -533,8 +533,10 @@ spec:
 			return nil
 		}
 	}
-	nofs := a.waitPod("default/nofs", "CreateContainerError", 30*time.Second,
-		waitingWith([]string{"CreateContainerError"}, missing))
+	// A rootfs: image whose directory is missing is an image to pull
+	// that is not there.
+	nofs := a.waitPod("default/nofs", "ErrImagePull", 30*time.Second,
+		waitingWith([]string{"ErrImagePull", "ImagePullBackOff"}, missing))
 	nocmd := a.waitPod("default/nocmd", "a start error", 30*time.Second,
 		waitingWith([]string{"RunContainerError", "CreateContainerError"}, "no-such-command"))
 	a.waitPod("default/good", "running", 30*time.Second, running)
@@ -543,7 +545,7 @@ spec:
 			t.Errorf("%s: processes %v left in the container's cgroup after a failed start", p.Name, pids)
 		}
 	}
-	if out, code := rtLogs(a, "nofs"); code != 1 || !strings.Contains(out, "waiting to start: CreateContainerError") {
+	if out, code := rtLogs(a, "nofs"); code != 1 || !strings.Contains(out, "waiting to start: ") {
 		t.Errorf("logs nofs = %q (exit %d), want waiting to start", out, code)
 	}
 

@@ -77,7 +77,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
-	only := fs.String("only", "", "comma-separated systems to run: peapod,podman,floor (default: all; --quick: peapod,floor)")
+	only := fs.String("only", "", "comma-separated systems to run: peapod,peapod-image,podman,floor (default: all; --quick: all but podman)")
 	fs.BoolVar(&o.quick, "quick", false, "few iterations, no podman, 10 s idle window: for CI")
 	fs.IntVar(&o.runs, "runs", 0, "single-pod start/stop iterations per system (default 20, quick 3)")
 	fs.IntVar(&o.bulk, "pods", 0, "pods dropped at once (default 50, quick 10)")
@@ -124,14 +124,14 @@ func parseFlags(args []string) (options, error) {
 		o.scrape = append(o.scrape, n)
 	}
 	if *only == "" {
-		*only = "peapod,podman,floor"
+		*only = "peapod,peapod-image,podman,floor"
 		if o.quick {
-			*only = "peapod,floor"
+			*only = "peapod,peapod-image,floor"
 		}
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
-		if s != "peapod" && s != "podman" && s != "floor" {
+		if s != "peapod" && s != "peapod-image" && s != "podman" && s != "floor" {
 			return o, fmt.Errorf("--only %q: unknown system %q", *only, s)
 		}
 		o.only[s] = true
@@ -212,7 +212,7 @@ func openSystems(ctx context.Context, log *slog.Logger, o options) (systems []sy
 	order := []struct {
 		name string
 		open func(context.Context, *slog.Logger, options) (system, error)
-	}{{"peapod", openPeapod}, {"podman", openPodman}, {"floor", openFloor}}
+	}{{"peapod", openPeapod}, {"peapod-image", openPeapodImage}, {"podman", openPodman}, {"floor", openFloor}}
 	for _, s := range order {
 		if !o.only[s.name] {
 			continue

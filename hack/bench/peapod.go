@@ -21,6 +21,7 @@ import (
 
 // peapodSystem drives `peapod agent` on temp directories.
 type peapodSystem struct {
+	v                            variant
 	log                          *slog.Logger
 	bin, image                   string
 	manifests, root, state, logs string
@@ -31,12 +32,46 @@ type peapodSystem struct {
 	running                      map[string]pod // dropped and not yet removed
 }
 
+// variant is one way of running peapod: the system's name, the image its
+// pods run, and what keeps its agent apart from another variant's.
+type variant struct {
+	name, image          string
+	bridge, cgroupParent string // prefixes, the run's ID appended
+	usernsRange          string
+}
+
 func openPeapod(ctx context.Context, log *slog.Logger, o options) (system, error) {
-	dir := filepath.Join(o.work, "peapod")
+	return openPeapodVariant(ctx, log, o, variant{
+		name: "peapod", image: "rootfs:" + o.rootfs,
+		bridge: "pbb", cgroupParent: "peapod-bench-",
+		// The top 2^28 IDs of the default range: other agents on the
+		// machine (tests) mostly take theirs from the bottom.
+		usernsRange: "1879048192-2147483647",
+	})
+}
+
+// openPeapodImage runs the same pods as openPeapod from a five-layer OCI
+// image of the same busybox files (oci: transport, imported into the
+// agent's store by the first pod, before anything is measured), to compare
+// a start from cached image layers with a start from a rootfs directory.
+func openPeapodImage(ctx context.Context, log *slog.Logger, o options) (system, error) {
+	layout := filepath.Join(o.work, "image-layout")
+	if err := writeLayeredImage(layout, o.rootfs, 5); err != nil {
+		return nil, fmt.Errorf("build the five-layer image: %w", err)
+	}
+	return openPeapodVariant(ctx, log, o, variant{
+		name: "peapod-image", image: "oci:" + layout,
+		bridge: "pbi", cgroupParent: "peapod-bench-img-",
+		usernsRange: "1610612736-1879048191",
+	})
+}
+
+func openPeapodVariant(ctx context.Context, log *slog.Logger, o options, v variant) (system, error) {
+	dir := filepath.Join(o.work, v.name)
 	p := &peapodSystem{
-		log: log, bin: o.peapod, image: "rootfs:" + o.rootfs,
+		v: v, log: log, bin: o.peapod, image: v.image,
 		manifests: filepath.Join(dir, "manifests"), root: filepath.Join(dir, "root"),
-		state: filepath.Join(o.run, "peapod"), logs: filepath.Join(dir, "logs"),
+		state: filepath.Join(o.run, v.name), logs: filepath.Join(dir, "logs"),
 		done: make(chan struct{}), running: map[string]pod{},
 	}
 	for _, d := range []string{p.manifests, p.root, p.state, p.logs} {
@@ -90,7 +125,7 @@ func (p *peapodSystem) agentArgs(ctx context.Context) ([]string, error) {
 	has := func(flag string) bool { return strings.Contains(string(help), "--"+flag+" ") }
 	id := os.Getpid() % 10000
 	if has("bridge") {
-		p.bridge = fmt.Sprintf("pbb%d", id)
+		p.bridge = fmt.Sprintf("%s%d", p.v.bridge, id)
 		args = append(args, "--bridge", p.bridge)
 	}
 	if has("pod-cidr") {
@@ -101,12 +136,10 @@ func (p *peapodSystem) agentArgs(ctx context.Context) ([]string, error) {
 		args = append(args, "--pod-cidr", cidr)
 	}
 	if has("userns-range") {
-		// The top 2^28 IDs of the default range: other agents on the
-		// machine (tests) mostly take theirs from the bottom.
-		args = append(args, "--userns-range", "1879048192-2147483647")
+		args = append(args, "--userns-range", p.v.usernsRange)
 	}
 	if has("cgroup-parent") {
-		p.cgroupParent = fmt.Sprintf("peapod-bench-%d", id)
+		p.cgroupParent = fmt.Sprintf("%s%d", p.v.cgroupParent, id)
 		args = append(args, "--cgroup-parent", p.cgroupParent)
 	}
 	return args, nil
@@ -133,7 +166,7 @@ func (p *peapodSystem) waitHealthy(timeout time.Duration) error {
 	}
 }
 
-func (p *peapodSystem) name() string { return "peapod" }
+func (p *peapodSystem) name() string { return p.v.name }
 
 func (p *peapodSystem) start(ctx context.Context, pods []pod) error {
 	for _, x := range pods {

@@ -133,6 +133,9 @@ func (r *results) row(label, metric string, q, div float64) row {
 			rw.Ratios["peapod/"+peer] = p / d
 		}
 	}
+	if img, oki := rw.Values["peapod-image"]; ok && oki && p > 1e-9 {
+		rw.Ratios["image/rootfs"] = img / p
+	}
 	return rw
 }
 
@@ -166,15 +169,19 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintf(w, "detector: %.0f /proc scans, %.2f ms each on average\n\n", r.Detector["scans"], r.Detector["mean_scan_ms"])
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	cols := []string{"peapod", "podman", "floor"}
-	fmt.Fprintf(tw, "| figure\t %s\t peapod/podman\t peapod/floor\t\n", strings.Join(cols, "\t "))
-	fmt.Fprintf(tw, "|---\t%s---\t---\t\n", strings.Repeat("---\t", len(cols)))
+	cols := []string{"peapod", "peapod-image", "podman", "floor"}
+	ratios := []string{"image/rootfs", "peapod/podman", "peapod/floor"}
+	fmt.Fprintf(tw, "| figure\t %s\t %s\t\n", strings.Join(cols, "\t "), strings.Join(ratios, "\t "))
+	fmt.Fprintf(tw, "|---\t%s\n", strings.Repeat("---\t", len(cols)+len(ratios)))
 	for _, rw := range r.Table {
 		fmt.Fprintf(tw, "| %s\t", rw.Label)
 		for _, c := range cols {
 			fmt.Fprintf(tw, " %s\t", num(rw.Values, c, ""))
 		}
-		fmt.Fprintf(tw, " %s\t %s\t\n", num(rw.Ratios, "peapod/podman", "×"), num(rw.Ratios, "peapod/floor", "×"))
+		for _, c := range ratios {
+			fmt.Fprintf(tw, " %s\t", num(rw.Ratios, c, "×"))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	for s, why := range r.Unavailable {

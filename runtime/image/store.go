@@ -247,6 +247,12 @@ func (s *Store) layerDir(diffID string) string {
 // same directory, synced before the rename, so a crash leaves the old
 // content or the new, never a torn file.
 func writeFileAtomic(path string, data []byte) error {
+	return writeFile(path, data, true)
+}
+
+// writeFile replaces path with data through a temporary file and a rename,
+// synced to disk first when durable.
+func writeFile(path string, data []byte, durable bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err
@@ -256,9 +262,11 @@ func writeFileAtomic(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -483,15 +491,34 @@ func normalise(ref string) string {
 	return ref
 }
 
+// usedGranularity is how far apart two recorded uses of an image must be:
+// the garbage collector's order needs no finer clock, and a start then
+// seldom writes the record.
+const usedGranularity = time.Minute
+
 // MarkUsed records that a container starts from image id now, for the
-// garbage collector's oldest-first order.
+// garbage collector's oldest-first order. It is on every container's start
+// path, so it writes the record at most once per usedGranularity, and
+// without fsync: a use lost in a crash only makes the image look older to
+// the collector, and an image in use is never collected anyway.
 func (s *Store) MarkUsed(id string) error {
 	return s.locked(func() error {
 		r, err := s.find(id)
 		if err != nil {
 			return err
 		}
-		r.LastUsed = time.Now()
-		return s.saveRecord(r)
+		now := time.Now()
+		if now.Sub(r.LastUsed) < usedGranularity && !now.Before(r.LastUsed) {
+			return nil
+		}
+		r.LastUsed = now
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFile(s.recordPath(r.ID), b, false); err != nil {
+			return fmt.Errorf("save image record %s: %w", r.ID, err)
+		}
+		return nil
 	})
 }
