@@ -48,8 +48,9 @@ func (e *envList) environ() []string {
 // value may refer to variables defined before it; valueFrom is resolved
 // from the pod. Defaults for PATH and HOSTNAME come first so the pod can
 // override them.
-func resolveEnv(pod *corev1.Pod, c *corev1.Container, podIPs []string) (*envList, error) {
+func resolveEnv(pod *corev1.Pod, c *corev1.Container, podIPs []string, x *expansion) (*envList, error) {
 	env := &envList{}
+	x.lookup = env.lookup
 	env.set("PATH", defaultPath)
 	env.set("HOSTNAME", podHostname(pod))
 	if len(c.EnvFrom) > 0 {
@@ -57,7 +58,10 @@ func resolveEnv(pod *corev1.Pod, c *corev1.Container, podIPs []string) (*envList
 	}
 	for _, ev := range c.Env {
 		if ev.ValueFrom == nil {
-			env.set(ev.Name, expand(ev.Value, env.lookup))
+			env.set(ev.Name, x.expand("env "+ev.Name, ev.Value))
+			if x.err != nil {
+				return nil, configError(c, x.err.Error())
+			}
 			continue
 		}
 		v, err := valueFrom(pod, ev.ValueFrom, podIPs)

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,21 +15,24 @@ import (
 // $(VAR) references are expanded in command and args only, with lookup
 // (the container's own environment: the image's Env is not visible to
 // them, as in kubelet, which expands before the runtime adds the image's).
-func commandLine(c *corev1.Container, cfg image.Config, lookup func(string) (string, bool)) []string {
+func commandLine(c *corev1.Container, cfg image.Config, x *expansion) ([]string, error) {
 	var command, args []string
-	for _, a := range c.Command {
-		command = append(command, expand(a, lookup))
+	for i, a := range c.Command {
+		command = append(command, x.expand(fmt.Sprintf("command[%d]", i), a))
 	}
-	for _, a := range c.Args {
-		args = append(args, expand(a, lookup))
+	for i, a := range c.Args {
+		args = append(args, x.expand(fmt.Sprintf("args[%d]", i), a))
+	}
+	if x.err != nil {
+		return nil, configError(c, x.err.Error())
 	}
 	switch {
 	case len(command) > 0:
-		return append(command, args...)
+		return append(command, args...), nil
 	case len(args) > 0:
-		return append(append([]string(nil), cfg.Entrypoint...), args...)
+		return append(append([]string(nil), cfg.Entrypoint...), args...), nil
 	default:
-		return append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
+		return append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...), nil
 	}
 }
 

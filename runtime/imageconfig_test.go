@@ -31,7 +31,11 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := &corev1.Container{Command: tt.command, Args: tt.args}
-		if diff := cmp.Diff(tt.want, commandLine(c, tt.cfg, lookup)); diff != "" {
+		got, err := commandLine(c, tt.cfg, &expansion{lookup: lookup})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
 		}
 	}

@@ -41,12 +41,16 @@ type specInput struct {
 // buildSpec translates a Kubernetes container into a container.Spec. It
 // touches nothing on the host: volumes are prepared by the caller.
 func buildSpec(in *specInput) (*container.Spec, error) {
-	env, err := resolveEnv(in.pod, in.c, in.req.PodIPs)
+	var x expansion
+	env, err := resolveEnv(in.pod, in.c, in.req.PodIPs, &x)
 	if err != nil {
 		return nil, err
 	}
 	cfg := in.image.Config
-	args := commandLine(in.c, cfg, env.lookup)
+	args, err := commandLine(in.c, cfg, &x)
+	if err != nil {
+		return nil, err
+	}
 	if len(args) == 0 {
 		return nil, createError(fmt.Errorf("container %s: no command specified: the image has no entrypoint or cmd, set command", in.c.Name))
 	}

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,7 +49,7 @@ func TestExpand(t *testing.T) {
 		{"${A}", "${A}"},
 	}
 	for _, tt := range tests {
-		if got := expand(tt.in, lookup); got != tt.want {
+		if got, ok := expand(tt.in, lookup, maxArgLen); !ok || got != tt.want {
 			t.Errorf("expand(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
@@ -77,7 +79,7 @@ func TestResolveEnv(t *testing.T) {
 		{Name: "FIRST", Value: "override"},
 		{Name: "PATH", Value: "/bin"},
 	}}
-	env, err := resolveEnv(pod, c, []string{"10.0.0.5", "fd00::5"})
+	env, err := resolveEnv(pod, c, []string{"10.0.0.5", "fd00::5"}, &expansion{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestResolveEnvUnsupported(t *testing.T) {
 		{Name: "X", ValueFrom: fieldRef("spec.hostIP")},
 		{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}},
 	} {
-		_, err := resolveEnv(testPod(), &corev1.Container{Name: "app", Env: []corev1.EnvVar{ev}}, nil)
+		_, err := resolveEnv(testPod(), &corev1.Container{Name: "app", Env: []corev1.EnvVar{ev}}, nil, &expansion{})
 		var se *reconcile.StartError
 		if !errors.As(err, &se) || se.Reason != "CreateContainerConfigError" {
 			t.Errorf("env %+v: err = %v, want CreateContainerConfigError", ev, err)
@@ -262,3 +264,41 @@ func fieldRef(path string) *corev1.EnvVarSource {
 }
 
 func setUmask(m int) int { return unix.Umask(m) }
+
+// TestExpansionBounded checks that $(VAR) expansion stops at the kernel's
+// limits, naming the field, before it builds the oversized string: a 100 KiB
+// value referenced 3000 times would otherwise take 300 MB.
+func TestExpansionBounded(t *testing.T) {
+	big := strings.Repeat("x", 100<<10)
+	refs := strings.Repeat("$(BIG)", 3000)
+	for _, tt := range []struct {
+		name string
+		c    corev1.Container
+		want string
+	}{
+		{"one argument", corev1.Container{Name: "app", Env: []corev1.EnvVar{{Name: "BIG", Value: big}}, Args: []string{refs}},
+			"args[0]: with $(VAR) expanded it exceeds 131072 bytes"},
+		{"one variable", corev1.Container{Name: "app", Env: []corev1.EnvVar{{Name: "BIG", Value: big}, {Name: "HUGE", Value: refs}}},
+			"env HUGE: with $(VAR) expanded it exceeds 131072 bytes"},
+		{"all together", corev1.Container{Name: "app", Env: []corev1.EnvVar{{Name: "BIG", Value: big}}, Command: slices.Repeat([]string{"$(BIG)"}, 30)},
+			"the command and environment exceed 2097152 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after goruntime.MemStats
+			goruntime.ReadMemStats(&before)
+			x := &expansion{}
+			_, err := resolveEnv(testPod(), &tt.c, nil, x)
+			if err == nil {
+				_, err = commandLine(&tt.c, image.Config{}, x)
+			}
+			goruntime.ReadMemStats(&after)
+			var se *reconcile.StartError
+			if !errors.As(err, &se) || se.Reason != "CreateContainerConfigError" || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want CreateContainerConfigError with %q", err, tt.want)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+				t.Errorf("expansion allocated %d MiB before refusing", grew>>20)
+			}
+		})
+	}
+}
