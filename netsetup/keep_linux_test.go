@@ -157,6 +157,11 @@ func (k *keptEnv) checkConnectivity() {
 	}
 	for _, c := range checks {
 		k.eventually(c.what, func() error {
+			// Without the bridge the host would route a pod's address
+			// through its default route: never send there.
+			if err := checkRouteVia("", k.ipA, k.bridge); err != nil {
+				return err
+			}
 			got, err := fetch(c.from, c.to)
 			if err == nil && got != c.want {
 				err = fmt.Errorf("the server saw %s, not %s", got, c.want)
@@ -194,6 +199,9 @@ func (k *keptEnv) checkNewPod() {
 	serve(k.t, ns, ":8080")
 	requireRouteVia(k.t, "", ip, k.bridge)
 	k.eventually("host -> new pod", func() error {
+		if err := checkRouteVia("", ip, k.bridge); err != nil {
+			return err
+		}
 		_, err := fetch("", netip.AddrPortFrom(ip, 8080).String())
 		return err
 	})
@@ -204,6 +212,22 @@ func runCmd(t *testing.T, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
+}
+
+// checkRouteVia returns an error unless, seen from the netns at nsPath, dst is
+// routed through the link named via.
+func checkRouteVia(nsPath string, dst netip.Addr, via string) error {
+	return inNS(nsPath, func() error {
+		routes, err := netlink.RouteGet(dst.AsSlice())
+		if err != nil || len(routes) == 0 {
+			return fmt.Errorf("route to %s: %v", dst, err)
+		}
+		link, err := netlink.LinkByIndex(routes[0].LinkIndex)
+		if err != nil || link.Attrs().Name != via {
+			return fmt.Errorf("route to %s goes through %v (%v), not %s: not sending", dst, link, err, via)
+		}
+		return nil
+	})
 }
 
 func podMACIn(t *testing.T, nsPath string) string {
@@ -340,6 +364,9 @@ func TestKeepReportsUnrepairablePod(t *testing.T) {
 	t.Logf("pod b's veth repaired in %v beside the broken pod a", latency)
 	requireRouteVia(t, "", k.ipB, k.bridge)
 	k.eventually("pod b -> outside host", func() error {
+		if err := checkRouteVia("", k.out.addr, k.out.link); err != nil {
+			return err
+		}
 		_, err := fetch(k.nsB, netip.AddrPortFrom(k.out.addr, 7070).String())
 		return err
 	})
