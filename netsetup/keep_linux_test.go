@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -336,19 +334,31 @@ func TestKeepRepairsPodAddress(t *testing.T) {
 	k.checkConnectivity()
 }
 
-// A pod whose netns is gone for good cannot be repaired: it is reported,
-// and the other pods keep being repaired.
+// A pod whose eth0 cannot be made again is reported, and the other pods
+// keep being repaired. Here the pod's loopback took the name eth0 before
+// its veth was deleted: a loopback device cannot be deleted.
 func TestKeepReportsUnrepairablePod(t *testing.T) {
 	k := newKeptEnv(t)
-	// Unpin the netns, leaving its path a plain file, which is no netns,
-	// and delete the veth.
-	if err := unix.Unmount(k.nsA, unix.MNT_DETACH); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(k.nsA); err != nil {
-		t.Fatal(err)
-	}
-	runCmd(t, "ip", "link", "del", vethName(k.podA.UID))
+	withPodHandle(t, k.nsA, func(h *netlink.Handle) error {
+		eth, err := h.LinkByName(podIface)
+		if err != nil {
+			return err
+		}
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := h.LinkSetName(eth, "old0"); err != nil {
+			return err
+		}
+		if err := h.LinkSetDown(lo); err != nil {
+			return err
+		}
+		if err := h.LinkSetName(lo, podIface); err != nil {
+			return err
+		}
+		return h.LinkDel(eth)
+	})
 	k.waitFor("report of pod a", func() bool { return k.unavailable[k.podA.UID] != nil })
 	k.mu.Lock()
 	err := k.unavailable[k.podA.UID]

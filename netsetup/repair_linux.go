@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -99,8 +100,8 @@ func (m *Manager) Repair(ctx context.Context, pods []PodNetNS, deep bool) (Repai
 	return res, errors.Join(errs...)
 }
 
-// repairBridge recreates the bridge if it is gone, sets it up with its MTU
-// if it is down or has another, and gives it back its address.
+// repairBridge recreates the bridge if it is gone, sets it up if it is
+// down, and gives it back its address.
 func (m *Manager) repairBridge(note func(what, detail string, args ...any)) (netlink.Link, error) {
 	br, err := netlink.LinkByName(m.bridge)
 	switch {
@@ -113,11 +114,13 @@ func (m *Manager) repairBridge(note func(what, detail string, args ...any)) (net
 	case err != nil:
 		return nil, fmt.Errorf("find bridge %s: %w", m.bridge, err)
 	}
-	if br.Attrs().Flags&net.FlagUp == 0 || br.Attrs().MTU != m.mtu {
+	// Its MTU is not checked: the kernel itself changes the MTU of a
+	// bridge as ports come and go.
+	if br.Attrs().Flags&net.FlagUp == 0 {
 		if br, err = ensureBridge(m.bridge, m.mtu, m.gateway); err != nil {
 			return nil, err
 		}
-		note(kindBridge, "bridge set up", "bridge", m.bridge, "mtu", m.mtu)
+		note(kindBridge, "bridge set up", "bridge", m.bridge)
 	}
 	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
 	if err != nil {
@@ -190,10 +193,15 @@ func (m *Manager) repairPods(ctx context.Context, br netlink.Link, pods []PodNet
 		if state == vethOK && !deep && m.broken[p.UID] == nil {
 			continue
 		}
+		if !isNetNS(p.NetNSPath) {
+			// The runtime is removing the pod (Teardown follows), or
+			// has lost its sandbox, which is its to report.
+			continue
+		}
 		what, detail, err := m.repairPod(ctx, p, br, netip.PrefixFrom(addr, m.cidr.Bits()), state)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			// The runtime removed the pod's netns: Teardown follows.
+			// The runtime removed the pod's netns meanwhile.
 		case err != nil:
 			unavailable[p.UID] = err
 			if m.broken[p.UID] == nil {
@@ -204,6 +212,14 @@ func (m *Manager) repairPods(ctx context.Context, br netlink.Link, pods []PodNet
 		}
 	}
 	return nil
+}
+
+// isNetNS reports whether path is a pinned network namespace (or any
+// namespace: the runtime pins nothing else there). An unpinned path is a
+// plain file.
+func isNetNS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
 // repairPod repairs one pod's veth, eth0, address and route. The pod keeps
