@@ -16,6 +16,12 @@ import (
 	"k8s.io/utils/clock"
 )
 
+// eventBuffer is the socket receive buffer of the link and address
+// subscriptions: a burst of pod starts sends thousands of link events, and
+// the kernel drops a subscriber whose buffer is full (ENOBUFS; the watch
+// then subscribes again and runs a round).
+const eventBuffer = 4 << 20
+
 // watchRetry is the pause before subscribing again to events after a
 // subscription failed or ended (the kernel drops a subscriber whose buffer
 // overflows).
@@ -142,7 +148,8 @@ func forward[T any](ctx context.Context, events <-chan T, hints chan<- struct{},
 
 func (m *Manager) subscribeLinks(done <-chan struct{}, onErr func(error)) (<-chan netlink.LinkUpdate, error) {
 	ch := make(chan netlink.LinkUpdate, 64)
-	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+	opts := netlink.LinkSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: eventBuffer, ReceiveBufferForceSize: true}
+	if err := netlink.LinkSubscribeWithOptions(ch, done, opts); err != nil {
 		return nil, err
 	}
 	return ch, nil
@@ -150,7 +157,8 @@ func (m *Manager) subscribeLinks(done <-chan struct{}, onErr func(error)) (<-cha
 
 func (m *Manager) subscribeAddrs(done <-chan struct{}, onErr func(error)) (<-chan netlink.AddrUpdate, error) {
 	ch := make(chan netlink.AddrUpdate, 64)
-	if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
+	opts := netlink.AddrSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: eventBuffer, ReceiveBufferForceSize: true}
+	if err := netlink.AddrSubscribeWithOptions(ch, done, opts); err != nil {
 		return nil, err
 	}
 	return ch, nil
