@@ -92,7 +92,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	}
 	if p.netGC != nil && p.netGC.keeper != nil {
 		repairs := newRepairMetrics(p.registry)
-		g.Go(func() error { p.netGC.keep(ctx, log, repairs); return nil })
+		g.Go(func() error { p.netGC.keep(ctx, log, repairs, ctl.NetworkHealthChanged); return nil })
 	}
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)

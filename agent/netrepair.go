@@ -58,8 +58,9 @@ func (g *guardedNetwork) NetworkUnavailable(uid types.UID) error {
 }
 
 // keep runs the network's repair until ctx is done, under the same lock as
-// garbage collection: no round ever sees a pod half set up.
-func (g *guardedNetwork) keep(ctx context.Context, log *slog.Logger, m *repairMetrics) {
+// garbage collection: no round ever sees a pod half set up. changed is
+// called when a pod's network became unavailable or available again.
+func (g *guardedNetwork) keep(ctx context.Context, log *slog.Logger, m *repairMetrics, changed func()) {
 	g.keeper.Keep(ctx, netsetup.KeepOptions{
 		Pods: g.podNetNSes,
 		Lock: &g.mu,
@@ -69,13 +70,18 @@ func (g *guardedNetwork) keep(ctx context.Context, log *slog.Logger, m *repairMe
 			}
 			m.unavailable.Set(float64(len(r.Unavailable)))
 			g.health.mu.Lock()
-			defer g.health.mu.Unlock()
+			flipped := len(r.Unavailable) != len(g.health.unavailable)
 			for uid := range g.health.unavailable {
 				if r.Unavailable[uid] == nil {
 					log.Info("pod network available again", "uid", uid)
+					flipped = true
 				}
 			}
 			g.health.unavailable = r.Unavailable
+			g.health.mu.Unlock()
+			if flipped {
+				changed()
+			}
 		},
 	})
 }

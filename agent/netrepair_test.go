@@ -72,7 +72,11 @@ func TestKeepReportsRepairsAndUnavailablePods(t *testing.T) {
 			sawBroken, sawGauge = g.NetworkUnavailable("a"), testutil.ToFloat64(m.unavailable)
 		}
 	}
-	g.keep(context.Background(), slog.New(slog.DiscardHandler), m)
+	changes := 0
+	g.keep(context.Background(), slog.New(slog.DiscardHandler), m, func() { changes++ })
+	if changes != 2 {
+		t.Errorf("health changes signalled %d times, want 2 (pod a broken, then repaired)", changes)
+	}
 
 	if !errors.Is(sawBroken, broken) {
 		t.Errorf("after round 1, NetworkUnavailable(a) = %v, want %v", sawBroken, broken)

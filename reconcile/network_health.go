@@ -18,10 +18,23 @@ type networkHealth interface {
 	NetworkUnavailable(uid types.UID) error
 }
 
+// NetworkHealthChanged asks for every pod's status to be computed again
+// soon, as a resync does: a Network calls it when a pod's network became
+// unavailable or available again, so the status need not wait for the
+// resync.
+func (c *Controller) NetworkHealthChanged() {
+	c.mu.Lock()
+	for key := range c.workers {
+		c.relistKeys[key] = true
+	}
+	c.mu.Unlock()
+	poke(c.relistPoke)
+}
+
 // reportNetwork marks the status of a running pod whose network is
 // unavailable: the pod and its containers are not ready, and the pod's
 // reason says why, as kubectl shows it. The status is recomputed on every
-// resync, so it clears once the network is back.
+// resync and NetworkHealthChanged, so it clears once the network is back.
 func (w *worker) reportNetwork(p *corev1.Pod, v *podView) {
 	h, ok := w.c.net.(networkHealth)
 	if !ok || v == nil || !v.deletingFrom.IsZero() || p.Spec.HostNetwork || p.Status.Reason != "" {

@@ -66,7 +66,7 @@ func TestNetworkUnavailableShowsInStatus(t *testing.T) {
 	h.waitStarted("default/web", "web-1", "web", 0)
 
 	net.set("web-1", errors.New("recreate veth: no such netns"))
-	h.clock.Step(time.Hour) // the resync
+	h.c.NetworkHealthChanged()
 	var p corev1.Pod
 	h.eventually("NetworkUnavailable", func() bool {
 		p, _ = h.pod("default/web")
@@ -96,7 +96,7 @@ func TestNetworkUnavailableShowsInStatus(t *testing.T) {
 	}
 
 	net.set("web-1", nil)
-	h.clock.Step(time.Hour)
+	h.c.NetworkHealthChanged()
 	h.eventually("ready again", func() bool {
 		p, _ = h.pod("default/web")
 		return p.Status.Reason == "" && condition(p, corev1.PodReady).Status == corev1.ConditionTrue && p.Status.ContainerStatuses[0].Ready

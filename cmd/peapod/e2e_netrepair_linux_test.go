@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TestNetRepair breaks the host network of a running pod as an operator or
@@ -132,6 +134,13 @@ func netRouteVia(dst netip.Addr, link string) error {
 // repairsCounted reads peapod_network_repairs_total{what} from /metrics.
 func repairsCounted(t *testing.T, a *rootAgent, what string) float64 {
 	t.Helper()
+	return metricValue(t, a, fmt.Sprintf("peapod_network_repairs_total{what=%q} ", what))
+}
+
+// metricValue reads from /metrics the value of the series whose line
+// starts with prefix (name, labels and a space).
+func metricValue(t *testing.T, a *rootAgent, prefix string) float64 {
+	t.Helper()
 	resp, err := http.Get(a.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +150,6 @@ func repairsCounted(t *testing.T, a *rootAgent, what string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := fmt.Sprintf("peapod_network_repairs_total{what=%q} ", what)
 	sc := bufio.NewScanner(strings.NewReader(string(body)))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
@@ -154,4 +162,108 @@ func repairsCounted(t *testing.T, a *rootAgent, what string) float64 {
 	}
 	t.Fatalf("no %s in /metrics", strings.TrimSpace(prefix))
 	return 0
+}
+
+// TestNetRepairUnavailable breaks a running pod's network beyond repair
+// (its loopback renamed eth0, which cannot be deleted, then its veth
+// deleted) and checks that the agent never shows it healthy: status
+// reason NetworkUnavailable, Ready false, `peapod ps` 0/1
+// NetworkUnavailable, peapod_network_unavailable_pods 1. Once the pod's
+// loopback has its name back, the next repair round gives the pod its
+// network again and it is ready.
+func TestNetRepairUnavailable(t *testing.T) {
+	a := newRootAgent(t)
+	a.start()
+	a.writeManifest("web.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: net-broken}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: %q
+    command: [sh, -c, 'mkdir -p /w && echo up >/w/index.html && exec httpd -f -p 8080 -h /w']
+`, a.Image))
+	p := a.waitPod("default/net-broken", "running with an IP", 60*time.Second, netRunningWithIP)
+	podIP := netPodIP(t, a, p)
+	ns, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", a.mainPID(p, "web")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { return h.LinkSetName(eth, "old0") },
+		func() error { return h.LinkSetDown(lo) },
+		func() error { return h.LinkSetName(lo, "eth0") },
+		func() error { return h.LinkDel(eth) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p = a.waitPod("default/net-broken", "NetworkUnavailable", 30*time.Second, func(p *corev1.Pod) error {
+		if p.Status.Reason != "NetworkUnavailable" {
+			return fmt.Errorf("reason %q", p.Status.Reason)
+		}
+		return nil
+	})
+	t.Logf("net-broken: %s: %s", p.Status.Reason, p.Status.Message)
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionFalse {
+			t.Errorf("Ready = %s with no network", c.Status)
+		}
+	}
+	out, _ := runPeapod(t, "ps", "--state", a.cfg.State)
+	if !regexp.MustCompile(`net-broken\s+0/1\s+NetworkUnavailable`).MatchString(out) {
+		t.Errorf("peapod ps:\n%s\nwant net-broken 0/1 NetworkUnavailable", out)
+	}
+	if n := metricValue(t, a, "peapod_network_unavailable_pods "); n != 1 {
+		t.Errorf("peapod_network_unavailable_pods = %v, want 1", n)
+	}
+
+	// The loopback back, and an event for the agent: a veth pair of the
+	// test's own, named like a pod veth, made and deleted.
+	if err := h.LinkSetName(lo, "lo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	suffix := randomHex(t, 4)
+	poke := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ppd" + suffix}, PeerName: "ppp" + suffix}
+	if err := netlink.LinkAdd(poke); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkDel(poke); err != nil {
+		t.Fatal(err)
+	}
+	a.waitPod("default/net-broken", "ready again", 60*time.Second, func(p *corev1.Pod) error {
+		if p.Status.Reason != "" || len(p.Status.ContainerStatuses) != 1 || !p.Status.ContainerStatuses[0].Ready {
+			return fmt.Errorf("reason %q, statuses %+v", p.Status.Reason, p.Status.ContainerStatuses)
+		}
+		return nil
+	})
+	a.eventually("host → net-broken", 30*time.Second, func() error {
+		if err := netRouteVia(podIP, a.Bridge); err != nil {
+			return err
+		}
+		return netExpectBody(fmt.Sprintf("http://%s/", netip.AddrPortFrom(podIP, 8080)), "up")
+	})
+	if n := metricValue(t, a, "peapod_network_unavailable_pods "); n != 0 {
+		t.Errorf("peapod_network_unavailable_pods = %v, want 0", n)
+	}
 }
