@@ -55,16 +55,24 @@ func (m *Manager) Keep(ctx context.Context, opts KeepOptions) {
 	hints := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The first round waits for the subscriptions: a change made after it
+	// is then always seen.
+	var subscribed sync.WaitGroup
+	subscribed.Add(3)
 	wg.Go(func() {
-		watch(ctx, m, "links", hints, m.subscribeLinks, func(u netlink.LinkUpdate) bool { return linkNeedsRepair(u, m.bridge) })
+		watch(ctx, m, "links", hints, subscribed.Done, m.subscribeLinks,
+			func(u netlink.LinkUpdate) bool { return linkNeedsRepair(u, m.bridge) })
 	})
 	wg.Go(func() {
-		watch(ctx, m, "addresses", hints, m.subscribeAddrs, func(u netlink.AddrUpdate) bool { return addrNeedsRepair(u, m.gateway.Addr()) })
+		watch(ctx, m, "addresses", hints, subscribed.Done, m.subscribeAddrs,
+			func(u netlink.AddrUpdate) bool { return addrNeedsRepair(u, m.gateway.Addr()) })
 	})
 	pid := uint32(os.Getpid())
 	wg.Go(func() {
-		watch(ctx, m, "nftables", hints, subscribeNFT, func(e *nftables.MonitorEvents) bool { return nftNeedsRepair(e, m.bridge, pid) })
+		watch(ctx, m, "nftables", hints, subscribed.Done, subscribeNFT,
+			func(e *nftables.MonitorEvents) bool { return nftNeedsRepair(e, m.bridge, pid) })
 	})
+	subscribed.Wait()
 	l := &repairLoop{
 		clock:  clock.RealClock{},
 		settle: cmp.Or(opts.Settle, DefaultRepairSettle),
@@ -92,10 +100,11 @@ func (m *Manager) Keep(ctx context.Context, opts KeepOptions) {
 }
 
 // watch keeps a subscription to kernel events, and hints for a round on
-// each event that needs one. A subscription that ends (the kernel dropped
-// it on a buffer overflow) or fails is made again after watchRetry, with a
-// round: events may have been lost meanwhile.
-func watch[T any](ctx context.Context, m *Manager, name string, hints chan<- struct{},
+// each event that needs one. It calls tried once the first subscription
+// is made or failed. A subscription that ends (the kernel dropped it on a
+// buffer overflow) or fails is made again after watchRetry, with a round:
+// events may have been lost meanwhile.
+func watch[T any](ctx context.Context, m *Manager, name string, hints chan<- struct{}, tried func(),
 	subscribe func(done <-chan struct{}, onErr func(error)) (<-chan T, error), relevant func(T) bool) {
 	onErr := func(err error) {
 		if ctx.Err() == nil {
@@ -105,6 +114,9 @@ func watch[T any](ctx context.Context, m *Manager, name string, hints chan<- str
 	for first := true; ; first = false {
 		done := make(chan struct{})
 		events, err := subscribe(done, onErr)
+		if first {
+			tried()
+		}
 		if err != nil {
 			m.log.Warn("subscribe to network events; the periodic check still runs", "source", name, "err", err, "retry", watchRetry)
 		} else {

@@ -56,8 +56,8 @@ type RepairResult struct {
 //
 // Setup, Teardown and another Repair must not run meanwhile: a pod half
 // set up would look broken. The pods that a round found broken are looked
-// into again by the next one, deep or not. The error is for what could not be checked or repaired on the
-// host side; pods are reported in the result.
+// into again by the next one, deep or not. The error is for what could not
+// be checked or repaired on the host side; pods are reported in the result.
 func (m *Manager) Repair(ctx context.Context, pods []PodNetNS, deep bool) (RepairResult, error) {
 	res := RepairResult{Repairs: map[string]int{}, Unavailable: map[types.UID]error{}}
 	if err := ctx.Err(); err != nil {
