@@ -34,7 +34,7 @@ type parts struct {
 	// metrics, when set, exports the pods' cgroup and network series.
 	metrics *targets
 	// netGC, when set, collects the network state of vanished pods
-	// periodically.
+	// periodically, and repairs the host network if it has a keeper.
 	netGC *guardedNetwork
 	// notifier tells systemd (or another service manager) how the agent
 	// is doing; its zero value does nothing.
@@ -98,6 +98,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	}
 	if p.imageGC != nil {
 		g.Go(func() error { return p.imageGC.collectPeriodically(ctx, log, imageGCInterval) })
+	}
+	if p.netGC != nil && p.netGC.keeper != nil {
+		repairs := newRepairMetrics(p.registry)
+		g.Go(func() error { p.netGC.keep(ctx, log, repairs, ctl.NetworkHealthChanged); return nil })
 	}
 	g.Go(func() error {
 		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)

@@ -31,8 +31,11 @@ type collectableNetwork interface {
 type guardedNetwork struct {
 	net collectableNetwork
 	rt  reconcile.Runtime
+	// keeper, when set, repairs the host network (keep), under mu too.
+	keeper keeper
 
-	mu sync.RWMutex
+	mu     sync.RWMutex
+	health podHealth
 }
 
 func (g *guardedNetwork) Setup(ctx context.Context, pod *corev1.Pod, netnsPath string) ([]string, error) {

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The network state of pods that vanished while no agent ran (a
 	// reboot empties --state, a crash may leave a lease) goes before any
 	// pod is set up; later rounds run beside the controller.
-	gnet := &guardedNetwork{net: net, rt: rt}
+	gnet := &guardedNetwork{net: net, rt: rt, keeper: net}
 	if err := gnet.collect(ctx); err != nil {
 		log.Warn("network garbage collection", "err", err)
 	}

@@ -20,6 +20,13 @@
 //	                    interface: jump forward-to-pods
 //	forward-to-pods     accept answers and DNATed host ports, drop the rest
 //
+// Keep repairs all this while the pods run: Repair checks the bridge, its
+// address, the host sysctls, the table's shape (each chain's rules, known
+// by their comment and number of expressions) and each pod's veth, and
+// puts back what someone else deleted. It runs on netlink link and address
+// events, on nftables monitor events of other processes on the table, and
+// every 30 s with a look into each pod's netns.
+//
 // State lives under Options.StateDir: one lease file per address in
 // ipam/<cidr>/, made atomically with link(2), and one JSON record per pod
 // with host ports in hostports/. A process killed at any point leaves

@@ -34,7 +34,7 @@ const (
 // (bridge-nf-call-iptables=1) the kernel passes bridged IPv4 packets
 // through this hook too, as coming in and going out through the bridge:
 // "iifname != bridge" lets them through.
-func (f *firewall) addForwardFilter(c *nftables.Conn) {
+func (f *firewall) addForwardFilter(c ruleWriter) {
 	accept := nftables.ChainPolicyAccept
 	forward := c.AddChain(&nftables.Chain{Name: chainForward, Table: f.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})

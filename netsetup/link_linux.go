@@ -114,6 +114,17 @@ func bridgeMAC(name string) net.HardwareAddr {
 	return mac
 }
 
+// podMAC derives the MAC of a pod's eth0 from its host-side veth name,
+// itself derived from the pod UID: a veth recreated by Repair gives the pod
+// its old MAC back, and the neighbour caches of the host and the other
+// pods stay right.
+func podMAC(hostName string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("peapod pod " + hostName))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
@@ -226,8 +237,9 @@ func createVeth(s vethSpec) error {
 			MasterIndex: s.bridge.Attrs().Index,
 			Flags:       net.FlagUp,
 		},
-		PeerName:      podIface,
-		PeerNamespace: netlink.NsFd(int(s.ns)),
+		PeerName:         podIface,
+		PeerHardwareAddr: podMAC(s.hostName),
+		PeerNamespace:    netlink.NsFd(int(s.ns)),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s: %w", s.hostName, err)

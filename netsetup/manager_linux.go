@@ -69,6 +69,10 @@ type Manager struct {
 	ipam  *allocator
 	ports *portTable
 	fw    *firewall
+
+	// broken holds the pods that the last Repair could not repair; only
+	// Repair, which its callers serialize, uses it.
+	broken map[types.UID]error
 }
 
 // New returns a Manager. It reads the state left by an earlier process but
@@ -145,8 +149,7 @@ func (m *Manager) loadState(dir string) error {
 // Ensure makes the host ready for pods: the bridge with the gateway address,
 // IP forwarding, and the nftables table rewritten to exactly the rules of
 // the known pods. It adopts an existing bridge. It is idempotent and meant
-// to be called at start and then periodically, to repair what someone else
-// changed.
+// to be called at start; Keep then repairs what someone else changes.
 func (m *Manager) Ensure(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -157,7 +160,21 @@ func (m *Manager) Ensure(ctx context.Context) error {
 	if _, err := ensureBridge(m.bridge, m.mtu, m.gateway); err != nil {
 		return err
 	}
-	hostSysctls := []sysctl{
+	for _, s := range m.hostSysctls() {
+		changed, err := s.ensure()
+		if err != nil {
+			return fmt.Errorf("set sysctl %s: %w", s.path, err)
+		}
+		if changed {
+			m.log.Info("sysctl set", "sysctl", s.path, "value", s.value)
+		}
+	}
+	return m.fw.rewrite(m.ports.all)
+}
+
+// hostSysctls are the host's settings that pods need.
+func (m *Manager) hostSysctls() []sysctl {
+	return []sysctl{
 		// For the whole host: the per-interface switch applies to the
 		// interface a packet comes in through, and the answers to the
 		// pods' connections and host port clients come in through any of
@@ -171,16 +188,6 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		// (CVE-2020-8558).
 		{path: filepath.Join("net/ipv4/conf", m.bridge, "route_localnet"), value: "1"},
 	}
-	for _, s := range hostSysctls {
-		changed, err := s.ensure()
-		if err != nil {
-			return fmt.Errorf("set sysctl %s: %w", s.path, err)
-		}
-		if changed {
-			m.log.Info("sysctl set", "sysctl", s.path, "value", s.value)
-		}
-	}
-	return m.fw.rewrite(m.ports.all)
 }
 
 // Setup connects the pod's network namespace, pinned at netnsPath, and

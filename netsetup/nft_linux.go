@@ -82,7 +82,7 @@ func (f *firewall) rewrite(snapshot func() []podPorts) error {
 	return nil
 }
 
-func (f *firewall) addBaseChains(c *nftables.Conn) {
+func (f *firewall) addBaseChains(c ruleWriter) {
 	f.addHostPortChains(c)
 	post := f.natChain(c, chainPostrouting, nftables.ChainHookPostrouting, 100)
 	for _, match := range f.masqueradeMatches() {
@@ -92,7 +92,7 @@ func (f *firewall) addBaseChains(c *nftables.Conn) {
 	f.addForwardFilter(c)
 }
 
-func (f *firewall) natChain(c *nftables.Conn, name string, hook *nftables.ChainHook, prio nftables.ChainPriority) *nftables.Chain {
+func (f *firewall) natChain(c ruleWriter, name string, hook *nftables.ChainHook, prio nftables.ChainPriority) *nftables.Chain {
 	return c.AddChain(&nftables.Chain{Name: name, Table: f.table, Type: nftables.ChainTypeNAT,
 		Hooknum: hook, Priority: nftables.ChainPriorityRef(prio)})
 }
@@ -101,7 +101,7 @@ func (f *firewall) natChain(c *nftables.Conn, name string, hook *nftables.ChainH
 // packets from other hosts and pods (prerouting) and from the host itself
 // (output; nft rejects the name "dstnat" in an output hook, hence the
 // number).
-func (f *firewall) addHostPortChains(c *nftables.Conn) {
+func (f *firewall) addHostPortChains(c ruleWriter) {
 	hostPorts := c.AddChain(f.chain(chainHostPorts))
 	for _, base := range []*nftables.Chain{
 		f.natChain(c, chainPrerouting, nftables.ChainHookPrerouting, -100),
@@ -119,7 +119,7 @@ func (f *firewall) addHostPortChains(c *nftables.Conn) {
 // let a pod reach the host's loopback services through its gateway
 // (CVE-2020-8558). The chain runs before NAT, so the answers of a pod to a
 // masqueraded 127.0.0.1 client, still addressed to the bridge IP, pass.
-func (f *firewall) addLocalnetGuard(c *nftables.Conn) {
+func (f *firewall) addLocalnetGuard(c ruleWriter) {
 	guard := c.AddChain(&nftables.Chain{Name: chainGuard, Table: f.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
 	c.AddRule(&nftables.Rule{Table: f.table, Chain: guard, Exprs: slices.Concat(
@@ -149,7 +149,7 @@ func (f *firewall) masqueradeMatches() [][]expr.Any {
 	}
 }
 
-func (f *firewall) addPodRules(c *nftables.Conn, p podPorts) {
+func (f *firewall) addPodRules(c ruleWriter, p podPorts) {
 	for _, hp := range p.Ports {
 		c.AddRule(&nftables.Rule{
 			Table:    f.table,

@@ -561,6 +561,7 @@ func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now
 	p := pod.DeepCopy()
 	evicted := w.evictionOf(pod.UID)
 	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted})
+	w.reportNetwork(p, v)
 	w.c.node.describe(p)
 	if v != nil && !v.deletingFrom.IsZero() && evicted == nil {
 		grace := int64(gracePeriod(pod) / time.Second)
