@@ -58,7 +58,7 @@ func takeSnapshot(work string) snapshot {
 
 // ours are substrings of the names this run or podman give things; other
 // new things are other users' (tests running beside) and are not reported.
-var ours = []string{"pbf", "pbb", "pbi", "pbench", "peapod-bench", "libpod", "netns-", "podman", "NETAVARK", "ip filter", "ip nat", "containers", "cni", "hugetlb"}
+var ours = []string{"pbf", "pbb", "pbi", "pbn", "pbench", "peapod-bench", "libpod", "netns-", "podman", "NETAVARK", "ip filter", "ip nat", "containers", "cni", "hugetlb"}
 
 // diff lists what of ours exists now and did not before.
 func (before snapshot) diff(after snapshot, work string) []string {

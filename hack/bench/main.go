@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -74,10 +75,13 @@ func main() {
 	}
 }
 
+// systemNames are the systems a run can measure.
+var systemNames = []string{"peapod", "peapod-image", "peapod-noseccomp", "podman", "floor"}
+
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
-	only := fs.String("only", "", "comma-separated systems to run: peapod,peapod-image,podman,floor (default: all; --quick: all but podman)")
+	only := fs.String("only", "", "comma-separated systems to run: "+strings.Join(systemNames, ",")+" (default: all; --quick: peapod,peapod-image,floor)")
 	fs.BoolVar(&o.quick, "quick", false, "few iterations, no podman, 10 s idle window: for CI")
 	fs.IntVar(&o.runs, "runs", 0, "single-pod start/stop iterations per system (default 20, quick 3)")
 	fs.IntVar(&o.bulk, "pods", 0, "pods dropped at once (default 50, quick 10)")
@@ -124,14 +128,14 @@ func parseFlags(args []string) (options, error) {
 		o.scrape = append(o.scrape, n)
 	}
 	if *only == "" {
-		*only = "peapod,peapod-image,podman,floor"
+		*only = "peapod,peapod-image,peapod-noseccomp,podman,floor"
 		if o.quick {
 			*only = "peapod,peapod-image,floor"
 		}
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
-		if s != "peapod" && s != "peapod-image" && s != "podman" && s != "floor" {
+		if !slices.Contains(systemNames, s) {
 			return o, fmt.Errorf("--only %q: unknown system %q", *only, s)
 		}
 		o.only[s] = true
@@ -212,7 +216,7 @@ func openSystems(ctx context.Context, log *slog.Logger, o options) (systems []sy
 	order := []struct {
 		name string
 		open func(context.Context, *slog.Logger, options) (system, error)
-	}{{"peapod", openPeapod}, {"peapod-image", openPeapodImage}, {"podman", openPodman}, {"floor", openFloor}}
+	}{{"peapod", openPeapod}, {"peapod-image", openPeapodImage}, {"peapod-noseccomp", openPeapodNoSeccomp}, {"podman", openPodman}, {"floor", openFloor}}
 	for _, s := range order {
 		if !o.only[s.name] {
 			continue

@@ -38,6 +38,8 @@ type variant struct {
 	name, image          string
 	bridge, cgroupParent string // prefixes, the run's ID appended
 	usernsRange          string
+	// flags are the agent's extra flags, passed when its --help has them.
+	flags []string
 }
 
 func openPeapod(ctx context.Context, log *slog.Logger, o options) (system, error) {
@@ -63,6 +65,17 @@ func openPeapodImage(ctx context.Context, log *slog.Logger, o options) (system, 
 		name: "peapod-image", image: "oci:" + layout,
 		bridge: "pbi", cgroupParent: "peapod-bench-img-",
 		usernsRange: "1610612736-1879048191",
+	})
+}
+
+// openPeapodNoSeccomp runs the same pods as openPeapod without the
+// default seccomp filter, to measure what the filter costs a start.
+func openPeapodNoSeccomp(ctx context.Context, log *slog.Logger, o options) (system, error) {
+	return openPeapodVariant(ctx, log, o, variant{
+		name: "peapod-noseccomp", image: "rootfs:" + o.rootfs,
+		bridge: "pbn", cgroupParent: "peapod-bench-nosc-",
+		usernsRange: "1342177280-1610612735",
+		flags:       []string{"--seccomp-default=false"},
 	})
 }
 
@@ -137,6 +150,13 @@ func (p *peapodSystem) agentArgs(ctx context.Context) ([]string, error) {
 	}
 	if has("userns-range") {
 		args = append(args, "--userns-range", p.v.usernsRange)
+	}
+	for _, f := range p.v.flags {
+		name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		if !has(name) {
+			return nil, fmt.Errorf("this agent has no --%s", name)
+		}
+		args = append(args, f)
 	}
 	if has("cgroup-parent") {
 		p.cgroupParent = fmt.Sprintf("%s%d", p.v.cgroupParent, id)

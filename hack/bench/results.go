@@ -136,6 +136,9 @@ func (r *results) row(label, metric string, q, div float64) row {
 	if img, oki := rw.Values["peapod-image"]; ok && oki && p > 1e-9 {
 		rw.Ratios["image/rootfs"] = img / p
 	}
+	if nosc, okn := rw.Values["peapod-noseccomp"]; ok && okn && nosc > 1e-9 {
+		rw.Ratios["seccomp on/off"] = p / nosc
+	}
 	return rw
 }
 
@@ -169,8 +172,13 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintf(w, "detector: %.0f /proc scans, %.2f ms each on average\n\n", r.Detector["scans"], r.Detector["mean_scan_ms"])
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	cols := []string{"peapod", "peapod-image", "podman", "floor"}
-	ratios := []string{"image/rootfs", "peapod/podman", "peapod/floor"}
+	var cols []string
+	for _, c := range systemNames {
+		if slices.Contains(r.Systems, c) {
+			cols = append(cols, c)
+		}
+	}
+	ratios := []string{"image/rootfs", "seccomp on/off", "peapod/podman", "peapod/floor"}
 	fmt.Fprintf(tw, "| figure\t %s\t %s\t\n", strings.Join(cols, "\t "), strings.Join(ratios, "\t "))
 	fmt.Fprintf(tw, "|---\t%s\n", strings.Repeat("---\t", len(cols)+len(ratios)))
 	for _, rw := range r.Table {
