@@ -283,6 +283,18 @@ build_peapod() {
 	fi
 }
 
+# install_with_libs copies a dynamically linked program into $stage at the
+# same path, with every library ldd names for it.
+install_with_libs() {
+	local bin=$1 lib
+	mkdir -p "$stage$(dirname "$bin")"
+	cp "$bin" "$stage$bin"
+	for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+		mkdir -p "$stage$(dirname "$lib")"
+		cp -L "$lib" "$stage$lib"
+	done
+}
+
 # build_initramfs assembles $stage and packs it into $work/initrd.lz4.
 build_initramfs() {
 	local kver
@@ -290,6 +302,12 @@ build_initramfs() {
 	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/vmtest,lib/modules,src/hack,root,proc,sys,dev,run,tmp}
 	install -m 0755 hack/vmtest/init "$stage/init"
 	cp /bin/busybox "$stage/bin/busybox"
+	# util-linux nsenter, which peapod exec needs (busybox's lacks
+	# --cgroup=FILE), with the shared libraries it loads, where it looks
+	# for them. busybox --install leaves the file in place.
+	install_with_libs /usr/bin/nsenter
+	# A host has an /etc/hosts, which hostNetwork pods get a copy of.
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$stage/etc/hosts"
 	cp -a "$kdir/lib/modules/$kver" "$stage/lib/modules/"
 	cp "$kdir/modules.order" "$stage/etc/vmtest/modules"
 	# Tests may find the repository root by go.mod and call hack/mkrootfs.sh.

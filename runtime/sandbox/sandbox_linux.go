@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -179,7 +180,7 @@ func (s *Sandbox) writeFiles(cfg Config) error {
 		return err
 	}
 	if cfg.HostNetwork {
-		return writeHostNetworkHosts(s.Hosts, cfg.HostHosts)
+		return writeHostNetworkHosts(s.Hosts, cfg.HostHosts, cfg.Hostname)
 	}
 	if _, err := os.Stat(s.Hosts); err == nil {
 		// Keep the pod IPs an earlier WriteHosts recorded.
@@ -190,12 +191,16 @@ func (s *Sandbox) writeFiles(cfg Config) error {
 
 // writeHostNetworkHosts copies the host's hosts file for a hostNetwork pod.
 // A copy made when the sandbox is created, not a bind of the live file, as
-// kubelet does: the container cannot write the host's file through it.
-func writeHostNetworkHosts(path, hostHosts string) error {
+// kubelet does: the container cannot write the host's file through it. A
+// host without one (a minimal image) gets the file of any other pod.
+func writeHostNetworkHosts(path, hostHosts, hostname string) error {
 	if hostHosts == "" {
 		hostHosts = "/etc/hosts"
 	}
 	host, err := os.ReadFile(hostHosts)
+	if errors.Is(err, fs.ErrNotExist) {
+		return writeInPlace(path, hostsFile(hostname, nil))
+	}
 	if err != nil {
 		return fmt.Errorf("copy the host's hosts file for a hostNetwork pod: %w", err)
 	}
