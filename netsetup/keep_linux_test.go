@@ -351,6 +351,11 @@ func TestKeepReportsUnrepairablePod(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// Down first: before Linux 6.2 a device that is up cannot be
+		// renamed (EBUSY).
+		if err := h.LinkSetDown(eth); err != nil {
+			return err
+		}
 		if err := h.LinkSetName(eth, "old0"); err != nil {
 			return err
 		}
@@ -359,7 +364,6 @@ func TestKeepReportsUnrepairablePod(t *testing.T) {
 		}
 		if err := h.LinkSetName(lo, podIface); err != nil {
 			if errors.Is(err, unix.EBUSY) {
-				// Linux 6.1 refuses to rename the loopback device.
 				t.Skipf("this kernel refuses to rename the loopback device (%v): no way to make the pod unrepairable", err)
 			}
 			return err
