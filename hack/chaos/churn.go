@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// runChurn creates, edits and deletes pods in a loop while the agent is
+// killed with SIGKILL at random moments and restarted after a random
+// time down; manifests keep changing while it is down. Every other kill
+// waits for a pod that exits with a chosen code while the agent is down.
+// At the end the agent must run exactly the pods of the manifests, at
+// their latest generation, with distinct addresses in its CIDR, and
+// report every exit code.
+func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (figures, error) {
+	duration, pool, ports := 45*time.Second, 10, 3
+	if o.long {
+		duration, pool, ports = 10*time.Minute, 30, 8
+	}
+	desired := map[string]int{} // long pod name → generation
+	exits := map[string]int{}   // exit pod name → exit code
+	var creates, edits, deletes, downExits int
+	portOf := func(i int) int {
+		if i < ports {
+			return o.portBase + i
+		}
+		return 0
+	}
+	write := func(i, gen int) error {
+		name := fmt.Sprintf("churn-%d", i)
+		desired[name] = gen
+		return a.writeManifest(name+".yaml", longPod(a.image, name, gen, portOf(i)))
+	}
+
+	end := time.Now().Add(duration)
+	nextKill := time.Now().Add(randDur(rng, 2*time.Second, 6*time.Second))
+	var restartAt time.Time
+	kills := 0
+	for time.Now().Before(end) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		switch {
+		case !a.running() && now.After(restartAt):
+			o.vlogf("churn: restart agent")
+			if err := a.start(ctx); err != nil {
+				return nil, fmt.Errorf("restart after kill -9 #%d: %w", kills, err)
+			}
+			nextKill = time.Now().Add(randDur(rng, 2*time.Second, 6*time.Second))
+		case a.running() && now.After(nextKill):
+			kills++
+			if kills%2 == 0 {
+				// A pod that exits while the agent is down: wait until
+				// it runs, kill the agent, and stay down past its exit.
+				name := fmt.Sprintf("churn-exit-%d", kills)
+				code := 1 + rng.IntN(120)
+				exits[name] = code
+				if err := a.writeManifest(name+".yaml", exitPod(a.image, name, code, "2")); err != nil {
+					return nil, err
+				}
+				err := a.waitPods(ctx, 90*time.Second, name+" running", func(m map[string]corev1.Pod) error {
+					return allRunning(m[name])
+				})
+				if err != nil {
+					return nil, err
+				}
+				a.kill9()
+				downExits++
+				restartAt = time.Now().Add(3 * time.Second)
+			} else {
+				a.kill9()
+				restartAt = time.Now().Add(randDur(rng, 0, 1500*time.Millisecond))
+			}
+			o.vlogf("churn: kill -9 #%d, down until %s", kills, restartAt.Format("15:04:05.000"))
+		default:
+			i := rng.IntN(pool)
+			name := fmt.Sprintf("churn-%d", i)
+			gen, ok := desired[name]
+			var err error
+			switch r := rng.IntN(10); {
+			case !ok:
+				creates++
+				err = write(i, 1)
+			case r < 6:
+				edits++
+				err = write(i, gen+1)
+			default:
+				deletes++
+				delete(desired, name)
+				err = a.removeManifest(name + ".yaml")
+			}
+			if err != nil {
+				return nil, err
+			}
+			if rng.IntN(8) == 0 {
+				// A short-lived pod at a random moment, agent up or down.
+				name := fmt.Sprintf("churn-quick-%d", creates+edits+deletes)
+				code := rng.IntN(256)
+				exits[name] = code
+				if err := a.writeManifest(name+".yaml", exitPod(a.image, name, code, "0.5")); err != nil {
+					return nil, err
+				}
+			}
+			if err := sleep(ctx, randDur(rng, 50*time.Millisecond, 400*time.Millisecond)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !a.running() {
+		if err := a.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	figs := figures{fmt.Sprintf("%d kill -9s (%d with an exit while down)", kills, downExits),
+		fmt.Sprintf("%d creates, %d edits, %d deletes, %d exit pods", creates, edits, deletes, len(exits))}
+	err := a.waitPods(ctx, 3*time.Minute, "the pods to match the manifests", func(m map[string]corev1.Pod) error {
+		var errs []error
+		for name := range m {
+			if _, ok := desired[name]; !ok {
+				if _, ok := exits[name]; !ok {
+					errs = append(errs, fmt.Errorf("pod %s runs without a manifest", name))
+				}
+			}
+		}
+		for name, gen := range desired {
+			p, ok := m[name]
+			if !ok {
+				errs = append(errs, fmt.Errorf("pod %s (generation %d) missing", name, gen))
+				continue
+			}
+			errs = append(errs, runningGen(p, gen))
+		}
+		for name, code := range exits {
+			p, ok := m[name]
+			if !ok {
+				errs = append(errs, fmt.Errorf("exit pod %s missing", name))
+				continue
+			}
+			errs = append(errs, exitedWith(p, code))
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		return figs, err
+	}
+	figs = append(figs, fmt.Sprintf("%d pod UIDs", len(a.uids)), fmt.Sprintf("%d exit codes reported", len(exits)))
+	return figs, a.checkIPs(ctx)
+}
+
+// randDur is a duration drawn uniformly from [lo, hi).
+func randDur(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
