@@ -217,6 +217,17 @@ func (a *testAgent) pods(ctx context.Context) ([]corev1.Pod, error) {
 	return list.Items, nil
 }
 
+// noteUIDs remembers the pods the agent has directories for, including
+// those it created and removed between two status reads.
+func (a *testAgent) noteUIDs() {
+	entries, _ := os.ReadDir(filepath.Join(a.state, "pods"))
+	for _, e := range entries {
+		if e.IsDir() {
+			a.uids[e.Name()] = true
+		}
+	}
+}
+
 // status GETs path from the agent's status API into v. It keeps one
 // connection for the whole run rather than using agent.Client, which
 // opens one per call and never closes it: the agent would hold an open

@@ -110,6 +110,7 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 			if err := sleep(ctx, randDur(rng, 50*time.Millisecond, 400*time.Millisecond)); err != nil {
 				return nil, err
 			}
+			a.noteUIDs()
 		}
 	}
 	if !a.running() {

@@ -28,6 +28,9 @@ type hostileCase struct {
 	// (a waiting or terminated message containing msg), without it ever
 	// running.
 	orPod string
+	// maxGrowth, if set, bounds how much the agent's peak memory may grow
+	// during the case.
+	maxGrowth int64
 	// check, if set, judges the agent's pods after the case.
 	check func(m map[string]corev1.Pod) error
 }
@@ -52,12 +55,17 @@ func runHostile(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (
 	var failures []error
 	for i, c := range cases {
 		o.vlogf("hostile: %s", c.name)
+		_, hwm0, _ := memory(a.pid())
 		files, err := c.make(a)
 		if err != nil {
 			return nil, fmt.Errorf("hostile case %s: make files: %w", c.name, err)
 		}
 		if err := checkHostile(ctx, a, c, i, canaryUID); err != nil {
 			failures = append(failures, fmt.Errorf("hostile case %s: %w", c.name, err))
+		}
+		if _, hwm, _ := memory(a.pid()); c.maxGrowth > 0 && hwm-hwm0 > c.maxGrowth {
+			failures = append(failures, fmt.Errorf("hostile case %s: the agent's peak RSS grew by %d MiB (%d → %d MiB), more than %d MiB",
+				c.name, (hwm-hwm0)>>20, hwm0>>20, hwm>>20, c.maxGrowth>>20))
 		}
 		for _, f := range files {
 			os.Remove(filepath.Join(a.manifests, f))
@@ -162,7 +170,9 @@ func hostileCases(o *options, rng *rand.Rand) []hostileCase {
 	manyDocs := 4000
 	// The expansion case: a value referenced n times in args. Its
 	// expansion is far over the kernel's 128 KiB per argument and 2 MiB
-	// (by default) for all of them, so it can never run.
+	// (by default) for all of them, so it can never run: the agent must
+	// refuse it naming the field, before allocating the expansion (issue
+	// 19: unbounded $(VAR) expansion took an agent to 1.8 GB).
 	expandValue, expandRefs := 200<<10, 64
 	if o.long {
 		huge = 256 << 20
@@ -242,7 +252,7 @@ func hostileCases(o *options, rng *rand.Rand) []hostileCase {
 			pod := bytes.Replace(longPod(a.image, "utf8", 1, 0), []byte(`value: "1"`), []byte("value: \"\xff\xfe\xc3\x28\""), 1)
 			return writeFile(a, "utf8.yaml", pod)
 		}},
-		{name: fmt.Sprintf("a %d KiB env value referenced %d times in args", expandValue>>10, expandRefs), rejected: "expand.yaml", msg: "args", orPod: "expand",
+		{name: fmt.Sprintf("a %d KiB env value referenced %d times in args", expandValue>>10, expandRefs), rejected: "expand.yaml", msg: "args", orPod: "expand", maxGrowth: 16 << 20,
 			make: func(a *testAgent) ([]string, error) {
 				refs := strings.TrimSuffix(strings.Repeat(`"$(BIG)", `, expandRefs), ", ")
 				return writeFile(a, "expand.yaml", fmt.Appendf(nil, `apiVersion: v1
