@@ -63,7 +63,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "seed of every random choice (0: pick one and print it)")
 	flag.StringVar(&o.peapod, "peapod", "", "the peapod binary under test")
 	flag.StringVar(&o.rootfs, "rootfs", "", "busybox root filesystem for the pods (hack/mkrootfs.sh)")
-	flag.StringVar(&modes, "modes", "churn,hostile,soak,faults", "modes to run, in order")
+	flag.StringVar(&modes, "modes", "churn,hostile,soak,faults", "modes to run (always in the order churn, hostile, soak, faults)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (agent logs) even when every mode passed")
 	flag.BoolVar(&o.verbose, "v", false, "log each step")
 	flag.Parse()
