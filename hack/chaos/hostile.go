@@ -88,8 +88,8 @@ func runHostile(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (
 		failures = append(failures, err)
 	}
 	_, hwm, _ := memory(a.pid())
-	if hwm > o.maxAgentHeap {
-		failures = append(failures, fmt.Errorf("agent peak RSS %d MiB over the %d MiB bound", hwm>>20, o.maxAgentHeap>>20))
+	if hwm > o.maxAgentRSS {
+		failures = append(failures, fmt.Errorf("agent peak RSS %d MiB over the %d MiB bound", hwm>>20, o.maxAgentRSS>>20))
 	}
 	return figures{fmt.Sprintf("%d hostile cases, %d failed", len(cases), len(failures))}, errors.Join(failures...)
 }

@@ -24,17 +24,17 @@ import (
 )
 
 type options struct {
-	long         bool
-	seed         uint64
-	peapod       string // the binary under test
-	rootfs       string // a busybox rootfs (hack/mkrootfs.sh)
-	work         string // this run's temp dir
-	id           string // unique to this run: in bridge and cgroup names
-	portBase     int    // first host port of this run's hostPort pods
-	keep         bool
-	modes        []string
-	verbose      bool
-	maxAgentHeap int64 // bytes: the agent's memory high-water mark may not pass it
+	long        bool
+	seed        uint64
+	peapod      string // the binary under test
+	rootfs      string // a busybox rootfs (hack/mkrootfs.sh)
+	work        string // this run's temp dir
+	id          string // unique to this run: in bridge and cgroup names
+	portBase    int    // first host port of this run's hostPort pods
+	keep        bool
+	modes       []string
+	verbose     bool
+	maxAgentRSS int64 // bytes: the agent's memory high-water mark may not pass it
 }
 
 // mode is one disruptive test; it returns figures for the report.
@@ -80,7 +80,7 @@ func main() {
 		crand.Read(b[:])
 		o.seed = 1 + (uint64(b[0])<<16|uint64(b[1])<<8|uint64(b[2]))%999999
 	}
-	o.maxAgentHeap = 512 << 20
+	o.maxAgentRSS = 512 << 20
 	var idb [2]byte
 	crand.Read(idb[:])
 	o.id = hex.EncodeToString(idb[:])
