@@ -329,7 +329,7 @@ func TestReadFollowAcrossRotation(t *testing.T) {
 	if err := w.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for out.String() != want.String() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -380,7 +380,7 @@ func TestWriterCloseWithPipeHeldOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	ow.WriteString("kept\n")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(records(t, path)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -391,7 +391,7 @@ func TestWriterCloseWithPipeHeldOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Close blocked while a write end is open")
 	}
 	if diff := cmp.Diff([]string{"stdout F kept"}, records(t, path)); diff != "" {
