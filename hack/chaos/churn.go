@@ -14,9 +14,10 @@ import (
 // killed with SIGKILL at random moments and restarted after a random
 // time down; manifests keep changing while it is down. Every other kill
 // waits for a pod that exits with a chosen code while the agent is down.
-// At the end the agent must run exactly the pods of the manifests, at
-// their latest generation, with distinct addresses in its CIDR, and
-// report every exit code.
+// Exit pods are checked for their exit code and removed, oldest first,
+// as they pile up. At the end the agent must run exactly the pods of the
+// manifests, at their latest generation, with distinct addresses in its
+// CIDR, and report every exit code.
 func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (figures, error) {
 	duration, pool, ports := 45*time.Second, 10, 3
 	if o.long {
@@ -24,12 +25,40 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 	}
 	desired := map[string]int{} // long pod name → generation
 	exits := map[string]int{}   // exit pod name → exit code
-	var creates, edits, deletes, downExits int
+	var exitOrder []string      // exit pods, oldest first
+	var creates, edits, deletes, downExits, retired int
 	portOf := func(i int) int {
 		if i < ports {
 			return o.portBase + i
 		}
 		return 0
+	}
+	addExit := func(name string, code int) {
+		exits[name] = code
+		exitOrder = append(exitOrder, name)
+	}
+	// retire checks the exit code of the oldest exit pods and removes
+	// them, keeping at most maxExits: a pod that ran to completion keeps
+	// its sandbox and address until its manifest goes, and a /24 would
+	// run out of addresses in a long run.
+	const maxExits = 10
+	retire := func() error {
+		for len(exitOrder) > maxExits {
+			name := exitOrder[0]
+			err := a.waitPods(ctx, 2*time.Minute, name+" exited with code "+fmt.Sprint(exits[name]), func(m map[string]corev1.Pod) error {
+				return exitedWith(m[name], exits[name])
+			})
+			if err != nil {
+				return err
+			}
+			if err := a.removeManifest(name + ".yaml"); err != nil {
+				return err
+			}
+			delete(exits, name)
+			exitOrder = exitOrder[1:]
+			retired++
+		}
+		return nil
 	}
 	write := func(i, gen int) error {
 		name := fmt.Sprintf("churn-%d", i)
@@ -60,7 +89,7 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 				// it runs, kill the agent, and stay down past its exit.
 				name := fmt.Sprintf("churn-exit-%d", kills)
 				code := 1 + rng.IntN(120)
-				exits[name] = code
+				addExit(name, code)
 				if err := a.writeManifest(name+".yaml", exitPod(a.image, name, code, "2")); err != nil {
 					return nil, err
 				}
@@ -102,7 +131,7 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 				// A short-lived pod at a random moment, agent up or down.
 				name := fmt.Sprintf("churn-quick-%d", creates+edits+deletes)
 				code := rng.IntN(256)
-				exits[name] = code
+				addExit(name, code)
 				if err := a.writeManifest(name+".yaml", exitPod(a.image, name, code, "0.5")); err != nil {
 					return nil, err
 				}
@@ -111,6 +140,11 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 				return nil, err
 			}
 			a.noteUIDs()
+			if a.running() {
+				if err := retire(); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	if !a.running() {
@@ -119,7 +153,7 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 		}
 	}
 	figs := figures{fmt.Sprintf("%d kill -9s (%d with an exit while down)", kills, downExits),
-		fmt.Sprintf("%d creates, %d edits, %d deletes, %d exit pods", creates, edits, deletes, len(exits))}
+		fmt.Sprintf("%d creates, %d edits, %d deletes, %d exit pods", creates, edits, deletes, retired+len(exits))}
 	err := a.waitPods(ctx, 3*time.Minute, "the pods to match the manifests", func(m map[string]corev1.Pod) error {
 		var errs []error
 		for name := range m {
@@ -150,7 +184,7 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 	if err != nil {
 		return figs, err
 	}
-	figs = append(figs, fmt.Sprintf("%d pod UIDs", len(a.uids)), fmt.Sprintf("%d exit codes reported", len(exits)))
+	figs = append(figs, fmt.Sprintf("%d pod UIDs", len(a.uids)), fmt.Sprintf("%d exit codes reported", retired+len(exits)))
 	return figs, a.checkIPs(ctx)
 }
 
