@@ -19,9 +19,9 @@ import (
 // manifests, at their latest generation, with distinct addresses in its
 // CIDR, and report every exit code.
 func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (figures, error) {
-	duration, pool, ports := 45*time.Second, 10, 3
+	ops, pool, ports := 200, 10, 3
 	if o.long {
-		duration, pool, ports = 10*time.Minute, 30, 8
+		ops, pool, ports = 2500, 30, 8
 	}
 	desired := map[string]int{} // long pod name → generation
 	exits := map[string]int{}   // exit pod name → exit code
@@ -66,23 +66,25 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 		return a.writeManifest(name+".yaml", longPod(a.image, name, gen, portOf(i)))
 	}
 
-	end := time.Now().Add(duration)
-	nextKill := time.Now().Add(randDur(rng, 2*time.Second, 6*time.Second))
-	var restartAt time.Time
-	kills := 0
-	for time.Now().Before(end) {
+	// Kills and restarts are scheduled in operations, not in time, so
+	// that a seed always makes the same sequence of changes and kills.
+	nextKill := 8 + rng.IntN(20)
+	restartOp, kills := 0, 0
+	for op := 0; op < ops; op++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		now := time.Now()
+		if err := a.alive(); err != nil {
+			return nil, fmt.Errorf("op %d: %w", op, err)
+		}
 		switch {
-		case !a.running() && now.After(restartAt):
-			o.vlogf("churn: restart agent")
+		case !a.running() && op >= restartOp:
+			o.vlogf("churn: op %d: restart agent", op)
 			if err := a.start(ctx); err != nil {
 				return nil, fmt.Errorf("restart after kill -9 #%d: %w", kills, err)
 			}
-			nextKill = time.Now().Add(randDur(rng, 2*time.Second, 6*time.Second))
-		case a.running() && now.After(nextKill):
+			nextKill = op + 8 + rng.IntN(20)
+		case a.running() && op >= nextKill:
 			kills++
 			if kills%2 == 0 {
 				// A pod that exits while the agent is down: wait until
@@ -101,12 +103,16 @@ func runChurn(ctx context.Context, o *options, rng *rand.Rand, a *testAgent) (fi
 				}
 				a.kill9()
 				downExits++
-				restartAt = time.Now().Add(3 * time.Second)
+				if err := sleep(ctx, 3*time.Second); err != nil {
+					return nil, err
+				}
+				restartOp = op
 			} else {
 				a.kill9()
-				restartAt = time.Now().Add(randDur(rng, 0, 1500*time.Millisecond))
+				// Down for a few changes, or none.
+				restartOp = op + rng.IntN(6)
 			}
-			o.vlogf("churn: kill -9 #%d, down until %s", kills, restartAt.Format("15:04:05.000"))
+			o.vlogf("churn: op %d: kill -9 #%d, down until op %d", op, kills, restartOp)
 		default:
 			i := rng.IntN(pool)
 			name := fmt.Sprintf("churn-%d", i)
