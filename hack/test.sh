@@ -4,13 +4,35 @@
 #
 #   hack/test.sh            all tiers
 #   hack/test.sh unit       unit tests only (no root needed)
+#   hack/test.sh --load     all tiers with two CPU-burning processes beside
+#                           them, to prove the tests hold on a busy machine
+#                           (also with a tier: hack/test.sh --load unit)
 #
 # It installs what the tests need when run as root (busybox-static for the
 # test rootfs, iproute2 and nftables for the network checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
-tier=${1:-all}
+tier=all
+load=0
+for a in "$@"; do
+	case $a in
+	--load) load=1 ;;
+	*) tier=$a ;;
+	esac
+done
+
+# burn starts two busy loops, each keeping a core busy for as long as the
+# tests run; the trap stops them however the script ends.
+burn() {
+	local pids=()
+	for _ in 1 2; do
+		sh -c 'while :; do :; done' &
+		pids+=($!)
+	done
+	trap 'kill '"${pids[*]}"' 2>/dev/null' EXIT
+	echo "== load: two CPU-burning processes (${pids[*]}) run beside the tests"
+}
 
 deps() {
 	local need=()
@@ -63,6 +85,7 @@ root_and_e2e() {
 }
 
 deps
+((load)) && burn
 static_checks
 unit
 [[ $tier == unit ]] || root_and_e2e

@@ -82,13 +82,13 @@ func start(t *testing.T, c *Container, args ...string) *exec.Cmd {
 	}
 	release.Close()
 	// The command line changes at exec (and empties if args exits).
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
 		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
 		if strings.TrimSpace(string(data)) != wrapper {
 			return cmd
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v not executed 5 s after its release", args)
+			t.Fatalf("%v not executed 30 s after its release", args)
 		}
 	}
 }
@@ -144,7 +144,7 @@ func killed(err error) bool {
 // waitEmpty waits for the processes of a killed pod to exit.
 func waitEmpty(t *testing.T, p *Pod) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		s, err := p.Stats()
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +153,7 @@ func waitEmpty(t *testing.T, p *Pod) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d processes left 5 s after Kill", s.Processes)
+			t.Fatalf("%d processes left 30 s after Kill", s.Processes)
 		}
 	}
 }

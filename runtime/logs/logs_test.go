@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -68,6 +69,35 @@ func mustPipe(t *testing.T) (*os.File, *os.File) {
 	}
 	t.Cleanup(func() { r.Close(); w.Close() })
 	return r, w
+}
+
+// pipeEmpty reports whether the pipe of write end w holds no unread byte.
+func pipeEmpty(t *testing.T, w *os.File) bool {
+	t.Helper()
+	rc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatalf("FIONREAD (TIOCINQ) on a pipe: %v", ierr)
+	}
+	return n == 0
+}
+
+// waitFor polls cond until it holds, failing the test after a deadline
+// generous enough for a busy machine.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
 
 // records returns "<stream> <tag> <content>" for each record of a file.
@@ -136,10 +166,13 @@ func TestWriterKeepsStreamsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each piece goes in once the writer has taken the one before: "hel"
+	// out of its pipe, then the stderr line into the file. Waiting on
+	// those, not on the clock, keeps the order under any load.
 	ow.WriteString("hel")
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the writer to read \"hel\"", func() bool { return pipeEmpty(t, ow) })
 	ew.WriteString("err\n")
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the stderr line in the file", func() bool { return len(records(t, path)) == 1 })
 	ow.WriteString("lo\n")
 	ow.Close()
 	ew.Close()
@@ -296,7 +329,7 @@ func TestReadFollowAcrossRotation(t *testing.T) {
 	if err := w.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for out.String() != want.String() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -347,7 +380,7 @@ func TestWriterCloseWithPipeHeldOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	ow.WriteString("kept\n")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(records(t, path)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -358,7 +391,7 @@ func TestWriterCloseWithPipeHeldOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Close blocked while a write end is open")
 	}
 	if diff := cmp.Diff([]string{"stdout F kept"}, records(t, path)); diff != "" {

@@ -95,8 +95,8 @@ func TestSpareBindsAndServes(t *testing.T) {
 		if _, err := ReadExit(AttemptDir(dir, "app", 0)); err == nil {
 			break
 		}
-		if i == 200 {
-			t.Fatal("no exit record")
+		if i == 3000 {
+			t.Fatal("no exit record after 30s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
