@@ -104,14 +104,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		g.Go(func() error { p.netGC.keep(ctx, log, repairs, ctl.NetworkHealthChanged); return nil })
 	}
 	g.Go(func() error {
-		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second}, statusL)
+		return serve(ctx, log, &http.Server{Handler: statusHandler(ctl, rejected, Info{LogDir: cfg.LogDir}), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, statusL)
 	})
 	g.Go(func() error {
 		p.notifier.run(ctx, ctl.Ready(), ctl.Healthy, func() string { return summary(ctl, rejected) })
 		return nil
 	})
 	g.Go(func() error {
-		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second}, metricsL)
+		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, metricsL)
 	})
 	err = g.Wait()
 	log.Info("agent stopped; pods keep running")

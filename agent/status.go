@@ -179,6 +179,9 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}}
+	// One connection per call: closed here, or a client that polls (ps in
+	// a loop, logs -f) would keep one open in the agent per call.
+	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://peapod"+path, nil)
 	if err != nil {
 		return err

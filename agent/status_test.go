@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,19 @@ func TestStatusAPI(t *testing.T) {
 	})
 
 	c := &Client{StateDir: dir}
+	// A client that polls keeps no connection per call (in itself, and so
+	// in the agent).
+	before := goruntime.NumGoroutine()
+	for range 100 {
+		if _, err := c.ListPods(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); goruntime.NumGoroutine() > before+10; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after 100 calls, %d before: connections kept open", goruntime.NumGoroutine(), before)
+		}
+	}
 	list, err := c.ListPods(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -173,11 +173,13 @@ func hostileCases(o *options, rng *rand.Rand) []hostileCase {
 	// (by default) for all of them, so it can never run: the agent must
 	// refuse it naming the field, before allocating the expansion (issue
 	// 19: unbounded $(VAR) expansion took an agent to 1.8 GB).
-	expandValue, expandRefs := 200<<10, 64
+	// The value itself stays under the per-string limit: only its
+	// expansion is too big.
+	expandValue, expandRefs := 100<<10, 64
 	if o.long {
 		huge = 256 << 20
 		manyDocs = 7000
-		expandValue, expandRefs = 900<<10, 100
+		expandValue, expandRefs = 120<<10, 1000
 	}
 	return []hostileCase{
 		{name: "file over the size limit", rejected: "huge.yaml", msg: "limit", make: func(a *testAgent) ([]string, error) {
@@ -212,7 +214,7 @@ func hostileCases(o *options, rng *rand.Rand) []hostileCase {
 			}
 			return writeFile(a, "garbage.yaml", b)
 		}},
-		{name: "symlink loop", rejected: "loop-a.yaml", msg: "symlink", make: func(a *testAgent) ([]string, error) {
+		{name: "symlink loop", rejected: "loop-a.yaml", msg: "symbolic links", make: func(a *testAgent) ([]string, error) {
 			err := errors.Join(os.Symlink("loop-b.yaml", filepath.Join(a.manifests, "loop-b.yaml.tmp")),
 				os.Symlink("loop-a.yaml", filepath.Join(a.manifests, "loop-a.yaml.tmp")))
 			err = errors.Join(err, os.Rename(filepath.Join(a.manifests, "loop-b.yaml.tmp"), filepath.Join(a.manifests, "loop-a.yaml")),
