@@ -549,13 +549,13 @@ func assertHostCgroups(t *testing.T, pid int, cg *cgroups.Container) {
 // busybox applet, argv[1]).
 func waitExec(t *testing.T, pid int, cmd string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		argv := strings.Split(readProc(t, pid, "cmdline"), "\x00")
 		if slices.Contains(argv[:min(2, len(argv))], cmd) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("process %d runs %q 5 s after start, want %s", pid, argv, cmd)
+			t.Fatalf("process %d runs %q 30 s after start, want %s", pid, argv, cmd)
 		}
 	}
 }
@@ -649,7 +649,7 @@ func TestParentDeathKillsContainer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("uid %d: read container PID: %v", uid, err)
 		}
-		if !dies(pid, 5*time.Second) {
+		if !dies(pid, 30*time.Second) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Errorf("uid %d: container %d outlived its parent", uid, pid)
 		}
