@@ -121,7 +121,10 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	// Read-only: flock needs no write access, and a file held open for
+	// writing would keep the filesystem under --root from being remounted
+	// read-only (EBUSY), as an operator or the kernel may have to.
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
