@@ -34,6 +34,8 @@ type harness struct {
 	metrics *Metrics
 	// disk, when set before start, is handed to the controller.
 	disk DiskMeter
+	// exec, when set before start, is handed to the controller.
+	exec Execer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -55,6 +57,7 @@ func (h *harness) start() {
 		Resync:  time.Hour,
 		Metrics: h.metrics,
 		Disk:    h.disk,
+		Exec:    h.exec,
 	})
 	h.c.afterTurn = func() { poke(h.turned) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,7 +161,7 @@ func (h *harness) containerStatus(key, container string) (corev1.ContainerStatus
 	if !ok {
 		return corev1.ContainerStatus{}, false
 	}
-	for _, cs := range p.Status.ContainerStatuses {
+	for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 		if cs.Name == container {
 			return cs, true
 		}

@@ -56,10 +56,12 @@ type worker struct {
 	timer   clock.Timer
 	// evicted is the eviction of target, if it was evicted.
 	evicted *eviction
+	// probes runs the probes of the key's containers.
+	probes *prober
 }
 
 func newWorker(c *Controller, key string) *worker {
-	return &worker{
+	w := &worker{
 		c:       c,
 		key:     key,
 		log:     c.log.With("pod", key),
@@ -68,6 +70,8 @@ func newWorker(c *Controller, key string) *worker {
 		gone:    make(map[types.UID]uint64),
 		backoff: newBackoff(),
 	}
+	w.probes = newProber(c, w.log, func() { poke(w.poke) })
+	return w
 }
 
 // set stores the latest input and reports whether the desired pod changed.
@@ -104,6 +108,7 @@ func (w *worker) pods() []corev1.Pod {
 
 func (w *worker) run(ctx context.Context) {
 	defer w.stopTimer()
+	defer w.probes.close()
 	for {
 		var timerC <-chan time.Time
 		if w.timer != nil {
@@ -187,6 +192,8 @@ func (w *worker) sync(ctx context.Context) time.Time {
 	}
 	w.succeeded()
 	retryAt := w.startContainers(ctx, v)
+	w.applyProbes(ctx, v)
+	w.stopSidecars(ctx, v)
 	w.recordStart(v, in.firstSeen)
 	return w.checkDisk(ctx, v, retryAt)
 }
@@ -236,6 +243,10 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 		grace = minGrace
 	}
 	w.log.Info("removing pod", "uid", uid, "grace", grace)
+	w.probes.forget(uid)
+	if needsOrderedStop(v.pod) {
+		grace = w.stopContainers(ctx, v, grace)
+	}
 	if err := w.c.rt.RemovePod(ctx, uid, grace); err != nil {
 		return &podProblem{reason: "RemovePodError", err: fmt.Errorf("remove pod %s: %w", uid, err)}
 	}
@@ -304,7 +315,7 @@ func (w *worker) ensureNetwork(ctx context.Context, v *podView) error {
 func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	var retryAt time.Time
 	var starts []*pendingStart
-	for _, c := range v.pod.Spec.Containers {
+	for _, c := range w.startable(v) {
 		cv := v.container(c.Name)
 		d := decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
 		if d.start {
@@ -312,7 +323,7 @@ func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 		}
 		retryAt = earliest(retryAt, d.retryAt)
 	}
-	w.runStarts(ctx, starts)
+	w.runStarts(ctx, v, starts)
 	for _, s := range starts {
 		retryAt = earliest(retryAt, w.finishStart(ctx, v, s))
 	}
@@ -348,9 +359,9 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 // returns when all have returned. A panic in one is raised again here, on
 // the worker goroutine, once the others are done, so that syncSafely
 // handles it as any other.
-func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
+func (w *worker) runStarts(ctx context.Context, v *podView, starts []*pendingStart) {
 	if len(starts) == 1 {
-		starts[0].err = w.c.rt.StartContainer(ctx, starts[0].req)
+		starts[0].err = w.start(ctx, v, starts[0])
 		return
 	}
 	panics := make([]any, len(starts))
@@ -358,7 +369,7 @@ func (w *worker) runStarts(ctx context.Context, starts []*pendingStart) {
 	for i, s := range starts {
 		wg.Go(func() {
 			defer func() { panics[i] = recover() }()
-			s.err = w.c.rt.StartContainer(ctx, s.req)
+			s.err = w.start(ctx, v, s)
 		})
 	}
 	wg.Wait()
@@ -475,7 +486,7 @@ func (w *worker) publish() {
 func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now time.Time) *corev1.Pod {
 	p := pod.DeepCopy()
 	evicted := w.evictionOf(pod.UID)
-	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted})
+	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted, probes: w.probes})
 	w.c.node.describe(p)
 	if v != nil && !v.deletingFrom.IsZero() && evicted == nil {
 		grace := int64(gracePeriod(pod) / time.Second)
