@@ -154,7 +154,7 @@ func TestSidecarsStopAfterAppsInReverseOrder(t *testing.T) {
 	h.waitStarted("default/web", "web-1", "b", 0)
 	from := len(h.log.get())
 	h.c.Update(snapshot())
-	h.waitState()
+	h.eventually("the teardown", func() bool { return h.calledWith("teardown web-1") == 1 })
 	calls := h.callsSince(from)
 	// The app containers stop together, in any order.
 	if !slices.Contains(calls[:2], "stop web-1/a 10s") || !slices.Contains(calls[:2], "stop web-1/b 10s") {
