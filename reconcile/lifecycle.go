@@ -147,7 +147,28 @@ func (w *worker) start(ctx context.Context, v *podView, s *pendingStart) error {
 	if err := w.c.rt.StartContainer(ctx, s.req); err != nil {
 		return err
 	}
-	return w.postStart(ctx, v, &s.c)
+	hctx, cancel := w.untilChange(ctx)
+	defer cancel()
+	return w.postStart(hctx, v, &s.c)
+}
+
+// untilChange returns a context that ends with ctx or when the desired pod
+// changes. A postStart hook that hangs holds up its pod's sync, as in
+// kubelet, but not the removal or replacement of the pod. The goroutine it
+// starts ends when the returned context does.
+func (w *worker) untilChange(ctx context.Context) (context.Context, context.CancelFunc) {
+	w.mu.Lock()
+	changed := w.changed
+	w.mu.Unlock()
+	hctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
+	return hctx, cancel
 }
 
 // restartAfter reports whether the container's latest attempt, which

@@ -285,3 +285,25 @@ func TestFailingPostStartKillsContainer(t *testing.T) {
 		return cs.State.Running != nil && cs.RestartCount == 1
 	})
 }
+
+// TestHangingPostStartLetsPodGo removes a pod whose postStart hook never
+// returns: the hook is abandoned, and the pod removed.
+func TestHangingPostStartLetsPodGo(t *testing.T) {
+	h := newHarness(t)
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	h.exec = &hangingExec{fakeExec: newFakeExec(h.log), word: "hang", release: hang}
+	h.start()
+	pod := testPod("web", "web-1", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"hang"}}}}
+	})
+	h.c.Update(snapshot(pod))
+	// The worker is held up in the hook and publishes nothing: poll.
+	for deadline := time.Now().Add(10 * time.Second); h.calledWith("exec web-1/web hang") == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook never ran: %q", h.log.get())
+		}
+	}
+	h.c.Update(snapshot())
+	h.eventually("the teardown", func() bool { return h.calledWith("teardown web-1") == 1 })
+}

@@ -42,6 +42,8 @@ type worker struct {
 	mu     sync.Mutex
 	in     input
 	status []*corev1.Pod
+	// changed is closed, and replaced, when the desired pod changes.
+	changed chan struct{}
 
 	// Owned by the worker goroutine.
 	views   map[types.UID]*podView
@@ -69,6 +71,7 @@ func newWorker(c *Controller, key string) *worker {
 		views:   make(map[types.UID]*podView),
 		gone:    make(map[types.UID]uint64),
 		backoff: newBackoff(),
+		changed: make(chan struct{}),
 	}
 	w.probes = newProber(c, w.log, func() { poke(w.poke) })
 	return w
@@ -80,6 +83,10 @@ func (w *worker) set(in input) bool {
 	defer w.mu.Unlock()
 	changed := uidOf(w.in.desired) != uidOf(in.desired) || w.in.keep != in.keep
 	w.in = in
+	if changed {
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
 	return changed
 }
 
