@@ -330,7 +330,7 @@ func TestDecodeTestdata(t *testing.T) {
 	}{
 		{"kubectl-run.yaml", "default/web", 0},
 		{"web.json", "shop/web", 0},
-		{"server-output.yaml", "default/web", 15},
+		{"server-output.yaml", "default/web", 13},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

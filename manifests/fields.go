@@ -143,8 +143,6 @@ var fieldRules = withLifecycle(map[string]rule{
 	"spec.containers[].args":                     {use: honoured},
 	"spec.containers[].workingDir":               {use: honoured},
 	"spec.containers[].imagePullPolicy":          {use: ignored, reason: "rootfs images are not pulled"},
-	"spec.containers[].terminationMessagePath":   {use: ignored, reason: "termination messages are not supported yet"},
-	"spec.containers[].terminationMessagePolicy": {use: ignored, reason: "termination messages are not supported yet"},
 	"spec.containers[].resizePolicy":             {use: ignored, reason: "edit the manifest to resize; the pod restarts"},
 	"spec.containers[].stdin":                    {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},
 	"spec.containers[].stdinOnce":                {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"maps"
+	"path"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,8 @@ func withLifecycle(rules map[string]rule) map[string]rule {
 			rules[c+probe+k] = r
 		}
 	}
+	rules[c+".terminationMessagePath"] = rule{use: honoured}
+	rules[c+".terminationMessagePolicy"] = rule{use: honoured}
 	rules[c+".lifecycle"] = rule{use: honoured}
 	rules[c+".lifecycle.stopSignal"] = rule{use: rejected, reason: "not supported yet: containers stop with SIGTERM"}
 	for _, hook := range []string{".postStart", ".preStop"} {
@@ -106,9 +109,20 @@ func validateInitContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[
 	}
 }
 
-// validateProbesAndHooks checks a container's probes and hooks. Only app
-// containers and sidecars may have them.
+// validateProbesAndHooks checks a container's probes and hooks, which only
+// app containers and sidecars may have, and its termination message.
 func validateProbesAndHooks(f *findings, spec *corev1.PodSpec, c *corev1.Container, p *field.Path) {
+	if tp := c.TerminationMessagePath; tp != "" {
+		validateAbsolute(f, p.Child("terminationMessagePath"), tp)
+		if path.Clean(tp) == "/" {
+			f.fail(p.Child("terminationMessagePath"), "must name a file")
+		}
+	}
+	switch c.TerminationMessagePolicy {
+	case "", corev1.TerminationMessageReadFile, corev1.TerminationMessageFallbackToLogsOnError:
+	default:
+		f.fail(p.Child("terminationMessagePolicy"), "must be File or FallbackToLogsOnError, not %q", c.TerminationMessagePolicy)
+	}
 	// c is an init container if it points into the pod's list of them.
 	regularInit := false
 	for i := range spec.InitContainers {

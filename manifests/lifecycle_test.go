@@ -14,6 +14,7 @@ func TestDecodeProbesAndHooks(t *testing.T) {
 			"    livenessProbe: {httpGet: {path: /healthz, port: http, scheme: HTTPS, httpHeaders: [{name: X-Probe, value: '1'}]},"+
 			" initialDelaySeconds: 5, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: 5, terminationGracePeriodSeconds: 3}\n"+
 			"    readinessProbe: {exec: {command: [cat, /ready]}, successThreshold: 2}\n"+
+			"    terminationMessagePath: /tmp/why\n    terminationMessagePolicy: FallbackToLogsOnError\n"+
 			"    lifecycle:\n      postStart: {exec: {command: [touch, /started]}}\n      preStop: {sleep: {seconds: 5}}\n")
 	p := decodeOne(t, valid)
 	if len(p.Warnings) != 0 {
@@ -49,6 +50,8 @@ func TestDecodeProbesAndHooks(t *testing.T) {
 		{"init container image", manifest("  initContainers: [{name: i}]\n", ""), "spec.initContainers[0].image: required"},
 		{"init host port", manifest("  initContainers: [{name: i, image: 'rootfs:/a', ports: [{containerPort: 80, hostPort: 8080}]}]\n", ""),
 			"spec.initContainers[0].ports[0].hostPort: not supported"},
+		{"relative terminationMessagePath", manifest("", "    terminationMessagePath: tmp/why\n"), "spec.containers[0].terminationMessagePath: must be an absolute path"},
+		{"terminationMessagePolicy", manifest("", "    terminationMessagePolicy: Always\n"), `spec.containers[0].terminationMessagePolicy: must be File or FallbackToLogsOnError, not "Always"`},
 		{"app container restartPolicy", manifest("", "    restartPolicy: Always\n"), "spec.containers[0].restartPolicy: not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,12 +77,12 @@ func TestLifecycleProbes(t *testing.T) {
 	})
 }
 
-// TestLifecycleInitSidecarHooks runs a pod with two init containers and a
+// TestLifecycleInitHooks runs a pod with two init containers and a
 // sidecar between them, writing their names to a shared file in order, an
 // app container with a postStart httpGet hook and a preStop sleep; kills
 // the sidecar, which restarts; then removes the pod and checks that the
 // app got SIGTERM only after its preStop hook and before the sidecar.
-func TestLifecycleInitSidecarHooks(t *testing.T) {
+func TestLifecycleInitHooks(t *testing.T) {
 	a := newRootAgent(t)
 	work := openDir(t, 0o777)
 	hooks := serveHooks(t)
@@ -339,4 +339,54 @@ spec:
       postStart: {httpGet: {host: 127.0.0.1, port: %[3]d, path: /started}}
       preStop: {sleep: {seconds: 2}}
 `, image, work, hookPort)
+}
+
+// TestLifecycleTermMsg (a short name: the shim socket path holds it) runs containers that leave a termination
+// message at the default path and at their own, one that fails with
+// FallbackToLogsOnError and one whose message file wins over its log, and
+// checks the messages in their terminated states.
+func TestLifecycleTermMsg(t *testing.T) {
+	a := newRootAgent(t)
+	a.start()
+	a.writeManifest("bye.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: bye}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: default
+    image: %[1]q
+    command: [sh, -c, 'echo -n "bye from default" > /dev/termination-log; exit 3']
+  - name: custom
+    image: %[1]q
+    securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true}
+    terminationMessagePath: /var/why
+    command: [sh, -c, 'echo -n "bye from custom" > /var/why']
+  - name: fallback
+    image: %[1]q
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, 'echo first line; echo last line; exit 1']
+  - name: file-wins
+    image: %[1]q
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, 'echo -n "from the file" > /dev/termination-log; echo from the log; exit 1']
+`, a.Image))
+	want := map[string]string{
+		"default":   "bye from default",
+		"custom":    "bye from custom",
+		"fallback":  "first line\nlast line\n",
+		"file-wins": "from the file",
+	}
+	a.waitPod("default/bye", "terminated with messages", 60*time.Second, func(p *corev1.Pod) error {
+		for _, cs := range p.Status.ContainerStatuses {
+			term := cs.State.Terminated
+			if term == nil {
+				return fmt.Errorf("container %s not terminated: %+v", cs.Name, cs.State)
+			}
+			if term.Message != want[cs.Name] {
+				return fmt.Errorf("container %s message %q, want %q", cs.Name, term.Message, want[cs.Name])
+			}
+		}
+		return nil
+	})
 }
