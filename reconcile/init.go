@@ -191,3 +191,15 @@ func (w *worker) stopSidecars(ctx context.Context, v *podView) {
 		}
 	}
 }
+
+// completedSidecar reports whether c is a sidecar that exited after the
+// pod's app containers were done: it stays terminated.
+func completedSidecar(in statusInput, c *corev1.Container, cv *containerView) bool {
+	if in.view == nil || cv.latest == nil || cv.latest.Phase != ContainerExited {
+		return false
+	}
+	if _, ok := isInit(in.pod, c.Name); !ok || !isSidecar(c) {
+		return false
+	}
+	return appsDone(in.pod, in.view.containers)
+}

@@ -177,6 +177,12 @@ func TestSidecarsStopWhenPodCompletes(t *testing.T) {
 	h.waitPhase("default/job", corev1.PodSucceeded)
 	h.settle()
 	h.checkCalls(from, "stop job-1/proxy 30s", "stop job-1/logs 30s")
+	p, _ := h.pod("default/job")
+	for _, cs := range p.Status.InitContainerStatuses {
+		if cs.State.Terminated == nil {
+			t.Errorf("sidecar %s of a completed pod: %+v, want terminated", cs.Name, cs.State)
+		}
+	}
 }
 
 // settle lets back-offs expire and the pod's worker sync a few times, so

@@ -103,6 +103,9 @@ func containerStatus(in statusInput, c corev1.Container) corev1.ContainerStatus 
 		cv = in.view.containers[c.Name]
 	}
 	d := decide(in.pod, c.Name, cv, in.backoff, in.now)
+	if completedSidecar(in, &c, cv) {
+		d = decision{}
+	}
 	latest := cv.latest
 	if latest != nil {
 		cs.RestartCount = int32(latest.Attempt)
