@@ -57,9 +57,8 @@ const maxBody = 10 << 10
 // maxRedirects is how many redirects to the same host an HTTP probe follows.
 const maxRedirects = 10
 
-// dialer connects without leaving the socket in TIME_WAIT: a probe every
-// second per pod would otherwise pile up closed connections (kubelet sets
-// the same linger).
+// dialer sets SO_LINGER to 1 s on probe sockets, as kubelet's probe
+// dialer does.
 var dialer = &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
