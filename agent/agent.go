@@ -41,6 +41,8 @@ type parts struct {
 	notifier *notifier
 	// disk, when set, measures pods' local storage to enforce its limits.
 	disk reconcile.DiskMeter
+	// exec, when set, runs the exec actions of probes and hooks.
+	exec reconcile.Execer
 	// images makes images present before their containers start; nil
 	// runs images as written.
 	images reconcile.Images
@@ -63,6 +65,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		Metrics: reconcile.NewMetrics(p.registry),
 		Node:    node(name, newHostIPs(log)),
 		Disk:    p.disk,
+		Exec:    p.exec,
 	})
 	errMetrics := newManifestMetrics(p.registry)
 	if p.metrics != nil {

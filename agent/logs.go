@@ -143,6 +143,9 @@ func logFile(logDir string, pod *corev1.Pod, name string, previous bool) (string
 		}
 		name = names[0]
 	}
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
 	if !slices.Contains(names, name) {
 		return "", corev1.ContainerStatus{}, fmt.Errorf("container %q is not in pod %s: choose one of %s",
 			name, key, strings.Join(names, ", "))
@@ -166,7 +169,7 @@ func logFile(logDir string, pod *corev1.Pod, name string, previous bool) (string
 }
 
 func containerStatus(pod *corev1.Pod, name string) (corev1.ContainerStatus, bool) {
-	for _, cs := range pod.Status.ContainerStatuses {
+	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
 		if cs.Name == name {
 			return cs, true
 		}

@@ -27,14 +27,25 @@ func PrintPods(w io.Writer, pods []corev1.Pod, now time.Time) error {
 	return tw.Flush()
 }
 
+// readyColumn counts the app containers and the sidecars, as kubectl does.
 func readyColumn(p *corev1.Pod) string {
-	ready := 0
+	ready, total := 0, len(p.Spec.Containers)
 	for _, cs := range p.Status.ContainerStatuses {
 		if cs.Ready {
 			ready++
 		}
 	}
-	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+	for _, c := range p.Spec.InitContainers {
+		if isSidecar(&c) {
+			total++
+		}
+	}
+	for _, cs := range p.Status.InitContainerStatuses {
+		if cs.Ready && isSidecar(initContainer(p, cs.Name)) {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, total)
 }
 
 // statusColumn follows kubectl's rules: the most telling container reason
@@ -44,8 +55,12 @@ func statusColumn(p *corev1.Pod) string {
 	if p.Status.Reason != "" {
 		reason = p.Status.Reason
 	}
+	initReason, initializing := initColumn(p)
+	if initializing {
+		reason = initReason
+	}
 	running := false
-	for i := len(p.Status.ContainerStatuses) - 1; i >= 0; i-- {
+	for i := len(p.Status.ContainerStatuses) - 1; !initializing && i >= 0; i-- {
 		st := p.Status.ContainerStatuses[i].State
 		switch {
 		case st.Waiting != nil && st.Waiting.Reason != "":
@@ -92,6 +107,12 @@ func podReady(p *corev1.Pod) bool {
 func restartsColumn(p *corev1.Pod, now time.Time) string {
 	var restarts int32
 	var last time.Time
+	_, initializing := initColumn(p)
+	for _, cs := range p.Status.InitContainerStatuses {
+		if initializing || isSidecar(initContainer(p, cs.Name)) {
+			restarts += cs.RestartCount
+		}
+	}
 	for _, cs := range p.Status.ContainerStatuses {
 		restarts += cs.RestartCount
 		if t := cs.LastTerminationState.Terminated; t != nil && t.FinishedAt.Time.After(last) {
@@ -113,4 +134,49 @@ func age(p *corev1.Pod, now time.Time) string {
 		return "<unknown>"
 	}
 	return duration.HumanDuration(now.Sub(t))
+}
+
+// initColumn returns the STATUS of a pod that is initializing, as kubectl
+// shows it: Init:N/M while init container N runs or waits to, Init:REASON
+// when it fails or backs off. Started sidecars are skipped; a pod whose
+// Initialized condition is true is not initializing.
+func initColumn(p *corev1.Pod) (reason string, initializing bool) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodInitialized && c.Status == corev1.ConditionTrue {
+			return "", false
+		}
+	}
+	for i, cs := range p.Status.InitContainerStatuses {
+		st := cs.State
+		switch {
+		case isSidecar(initContainer(p, cs.Name)) && cs.Started != nil && *cs.Started:
+			continue
+		case st.Terminated != nil && st.Terminated.ExitCode == 0:
+			continue
+		case st.Terminated != nil && st.Terminated.Reason != "":
+			return "Init:" + st.Terminated.Reason, true
+		case st.Terminated != nil && st.Terminated.Signal != 0:
+			return fmt.Sprintf("Init:Signal:%d", st.Terminated.Signal), true
+		case st.Terminated != nil:
+			return fmt.Sprintf("Init:ExitCode:%d", st.Terminated.ExitCode), true
+		case st.Waiting != nil && st.Waiting.Reason != "" && st.Waiting.Reason != "PodInitializing":
+			return "Init:" + st.Waiting.Reason, true
+		default:
+			return fmt.Sprintf("Init:%d/%d", i, len(p.Spec.InitContainers)), true
+		}
+	}
+	return "", false
+}
+
+func initContainer(p *corev1.Pod, name string) *corev1.Container {
+	for i := range p.Spec.InitContainers {
+		if p.Spec.InitContainers[i].Name == name {
+			return &p.Spec.InitContainers[i]
+		}
+	}
+	return nil
+}
+
+func isSidecar(c *corev1.Container) bool {
+	return c != nil && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }

@@ -87,6 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return run(ctx, cfg, log, parts{
 		runtime:  rt,
 		disk:     rt,
+		exec:     runtime.ActionExecer{Runtime: rt},
 		network:  gnet,
 		netGC:    gnet,
 		images:   images,

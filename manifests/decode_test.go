@@ -109,7 +109,6 @@ func TestDecodeValid(t *testing.T) {
 				"    livenessProbe: {exec: {command: [\"true\"]}}\nstatus: {phase: Running}\n",
 			wantWarnings: []string{
 				"metadata.uid: ignored: peapod sets the UID to a hash of the manifest",
-				"spec.containers[0].livenessProbe: ignored: probes are not supported yet",
 				"spec.nodeName: ignored: peapod runs pods on its own host only",
 				"spec.subdomain: ignored: there is no cluster DNS to publish the pod's FQDN",
 				"status: ignored: status is reported by the agent, not read from the manifest",
@@ -204,7 +203,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"relative hostPath", manifest("  volumes: [{name: v, hostPath: {path: srv}}]\n", ""), "spec.volumes[0].hostPath.path: must be an absolute path"},
 		{"hostPath type", manifest("  volumes: [{name: v, hostPath: {path: /srv, type: Folder}}]\n", ""), `hostPath.type: unknown hostPath type "Folder"`},
 		{"hostPID", manifest("  hostPID: true\n", ""), "spec.hostPID: not supported: containers always get their own PID namespace"},
-		{"initContainers", manifest("  initContainers: [{name: i, image: 'rootfs:/a'}]\n", ""), "spec.initContainers: not supported"},
+		{"init container restartPolicy", manifest("  initContainers: [{name: i, image: 'rootfs:/a', restartPolicy: OnFailure}]\n", ""), "spec.initContainers[0].restartPolicy: must be Always"},
 		{"privileged", manifest("", "    securityContext: {privileged: true}\n"), "securityContext.privileged: not supported: containers are never privileged"},
 		{"unmasked", manifest("", "    securityContext: {procMount: Unmasked}\n"), "securityContext.procMount: not supported: /proc is always masked"},
 		{"seccomp type", manifest("  securityContext: {seccompProfile: {type: Permissive}}\n", ""), `spec.securityContext.seccompProfile.type: must be RuntimeDefault, Unconfined or Localhost, not "Permissive"`},
@@ -215,7 +214,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"AppArmor type", manifest("", "    securityContext: {appArmorProfile: {type: Complain}}\n"), `appArmorProfile.type: must be RuntimeDefault, Unconfined or Localhost, not "Complain"`},
 		{"AppArmor annotation", strings.Replace(manifest("", ""), "name: web", "name: web\n  annotations: {container.apparmor.security.beta.kubernetes.io/app: enforce}", 1),
 			`metadata.annotations[container.apparmor.security.beta.kubernetes.io/app]: must be runtime/default, unconfined or localhost/<profile>, not "enforce"`},
-		{"lifecycle", manifest("", "    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle: not supported"},
+		{"probe without a handler", manifest("", "    readinessProbe: {periodSeconds: 1}\n"), "spec.containers[0].readinessProbe: must specify a handler type"},
 		{"envFrom", manifest("", "    envFrom: [{configMapRef: {name: c}}]\n"), "spec.containers[0].envFrom: not supported"},
 		{"claims", manifest("", "    resources: {claims: [{name: gpu}]}\n"), "resources.claims: not supported"},
 		{"extended resource", manifest("", "    resources: {limits: {nvidia.com/gpu: 1}}\n"), "resources.limits[nvidia.com/gpu]: not supported: peapod enforces cpu, memory and ephemeral-storage limits only"},
@@ -343,7 +342,7 @@ func TestDecodeTestdata(t *testing.T) {
 	}{
 		{"kubectl-run.yaml", "default/web", 0},
 		{"web.json", "shop/web", 0},
-		{"server-output.yaml", "default/web", 14},
+		{"server-output.yaml", "default/web", 12},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -34,6 +34,9 @@ func setDefaults(pod *corev1.Pod) {
 	for i := range spec.Containers {
 		setContainerDefaults(&spec.Containers[i])
 	}
+	for i := range spec.InitContainers {
+		setContainerDefaults(&spec.InitContainers[i])
+	}
 }
 
 func setContainerDefaults(c *corev1.Container) {

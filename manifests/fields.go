@@ -41,8 +41,8 @@ type rule struct {
 // "[*]" for any field or key not listed at that level. A field missing from the table is
 // rejected, so a field that a newer k8s.io/api adds is never accepted
 // silently. To support a field, move it to honoured and teach validate its
-// values.
-var fieldRules = map[string]rule{
+// values. withLifecycle adds the probes and hooks, and the init containers.
+var fieldRules = withLifecycle(map[string]rule{
 	"apiVersion": {use: honoured},
 	"kind":       {use: honoured},
 	"status":     {use: ignored, reason: "status is reported by the agent, not read from the manifest"},
@@ -95,7 +95,6 @@ var fieldRules = map[string]rule{
 	"spec.hostPID":                       {use: rejected, reason: "containers always get their own PID namespace", allow: false},
 	"spec.hostIPC":                       {use: rejected, reason: "pods always get their own IPC namespace", allow: false},
 	"spec.shareProcessNamespace":         {use: rejected, reason: "containers always get their own PID namespace", allow: false},
-	"spec.initContainers":                {use: rejected, reason: "init containers are not supported yet"},
 	"spec.ephemeralContainers":           {use: rejected, reason: "there is no API to add ephemeral containers"},
 	"spec.activeDeadlineSeconds":         {use: rejected, reason: "the pod would run past its deadline"},
 	"spec.hostAliases":                   {use: rejected, reason: "not supported yet: /etc/hosts would miss the entries"},
@@ -137,27 +136,21 @@ var fieldRules = map[string]rule{
 	"spec.volumes[].hostPath.type":      {use: honoured},
 	"spec.volumes[].*":                  {use: rejected, reason: "peapod has emptyDir and hostPath volumes only"},
 
-	"spec.containers":                            {use: honoured},
-	"spec.containers[].name":                     {use: honoured},
-	"spec.containers[].image":                    {use: honoured},
-	"spec.containers[].command":                  {use: honoured},
-	"spec.containers[].args":                     {use: honoured},
-	"spec.containers[].workingDir":               {use: honoured},
-	"spec.containers[].imagePullPolicy":          {use: honoured},
-	"spec.containers[].livenessProbe":            {use: ignored, reason: "probes are not supported yet"},
-	"spec.containers[].readinessProbe":           {use: ignored, reason: "probes are not supported yet; the container is ready once it runs"},
-	"spec.containers[].startupProbe":             {use: ignored, reason: "probes are not supported yet"},
-	"spec.containers[].terminationMessagePath":   {use: ignored, reason: "termination messages are not supported yet"},
-	"spec.containers[].terminationMessagePolicy": {use: ignored, reason: "termination messages are not supported yet"},
-	"spec.containers[].resizePolicy":             {use: ignored, reason: "edit the manifest to resize; the pod restarts"},
-	"spec.containers[].stdin":                    {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},
-	"spec.containers[].stdinOnce":                {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},
-	"spec.containers[].tty":                      {use: ignored, reason: "there is no attach; output goes to the log", allow: false},
-	"spec.containers[].envFrom":                  {use: rejected, reason: "there are no ConfigMaps or Secrets"},
-	"spec.containers[].lifecycle":                {use: rejected, reason: "lifecycle hooks are not supported yet"},
-	"spec.containers[].restartPolicy":            {use: rejected, reason: "sidecar containers are not supported yet"},
-	"spec.containers[].restartPolicyRules":       {use: rejected, reason: "per-container restart rules are not supported yet"},
-	"spec.containers[].volumeDevices":            {use: rejected, reason: "there are no block volumes"},
+	"spec.containers":                      {use: honoured},
+	"spec.containers[].name":               {use: honoured},
+	"spec.containers[].image":              {use: honoured},
+	"spec.containers[].command":            {use: honoured},
+	"spec.containers[].args":               {use: honoured},
+	"spec.containers[].workingDir":         {use: honoured},
+	"spec.containers[].imagePullPolicy":    {use: honoured},
+	"spec.containers[].resizePolicy":       {use: ignored, reason: "edit the manifest to resize; the pod restarts"},
+	"spec.containers[].stdin":              {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},
+	"spec.containers[].stdinOnce":          {use: ignored, reason: "there is no attach; stdin is /dev/null", allow: false},
+	"spec.containers[].tty":                {use: ignored, reason: "there is no attach; output goes to the log", allow: false},
+	"spec.containers[].envFrom":            {use: rejected, reason: "there are no ConfigMaps or Secrets"},
+	"spec.containers[].restartPolicy":      {use: rejected, reason: "only init containers take a restartPolicy: Always makes a sidecar"},
+	"spec.containers[].restartPolicyRules": {use: rejected, reason: "per-container restart rules are not supported yet"},
+	"spec.containers[].volumeDevices":      {use: rejected, reason: "there are no block volumes"},
 
 	"spec.containers[].env":                                 {use: honoured},
 	"spec.containers[].env[].name":                          {use: honoured},
@@ -226,7 +219,7 @@ var fieldRules = map[string]rule{
 	"spec.containers[].securityContext.windowsOptions":                   {use: ignored, reason: "peapod runs Linux pods"},
 	"spec.containers[].securityContext.seccompProfile.localhostProfile":  {use: honoured},
 	"spec.containers[].securityContext.appArmorProfile.localhostProfile": {use: honoured},
-}
+})
 
 // notListed is the decision for a field the table does not name.
 var notListed = rule{use: rejected, reason: "peapod does not implement this field"}

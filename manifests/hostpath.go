@@ -54,14 +54,19 @@ func warnHostPaths(f *findings, spec *corev1.PodSpec, p *field.Path) {
 		}
 	}
 	hostUsers := spec.HostUsers != nil && *spec.HostUsers
-	for i, c := range spec.Containers {
-		for j, m := range c.VolumeMounts {
-			dir, ok := hostPaths[m.Name]
-			if !ok {
-				continue
-			}
-			if msg := hostPathRisk(path.Join(dir, m.SubPath), m.ReadOnly, hostUsers); msg != "" {
-				f.caution(p.Child("containers").Index(i).Child("volumeMounts").Index(j), msg)
+	for _, list := range []struct {
+		name       string
+		containers []corev1.Container
+	}{{"initContainers", spec.InitContainers}, {"containers", spec.Containers}} {
+		for i, c := range list.containers {
+			for j, m := range c.VolumeMounts {
+				dir, ok := hostPaths[m.Name]
+				if !ok {
+					continue
+				}
+				if msg := hostPathRisk(path.Join(dir, m.SubPath), m.ReadOnly, hostUsers); msg != "" {
+					f.caution(p.Child(list.name).Index(i).Child("volumeMounts").Index(j), msg)
+				}
 			}
 		}
 	}

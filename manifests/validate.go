@@ -49,6 +49,7 @@ func validate(f *findings, pod *corev1.Pod, policy Policy) {
 	validateSysctls(f, &pod.Spec, policy, spec.Child("securityContext", "sysctls"))
 	volumes := validateVolumes(f, pod.Spec.Volumes, spec.Child("volumes"))
 	validateContainers(f, &pod.Spec, volumes, spec.Child("containers"))
+	validateInitContainers(f, &pod.Spec, volumes, spec.Child("initContainers"))
 	validateHostPorts(f, pod.Spec.Containers, spec.Child("containers"))
 	warnHostPaths(f, &pod.Spec, spec)
 }
@@ -204,26 +205,31 @@ func validateContainers(f *findings, spec *corev1.PodSpec, volumes sets.Set[stri
 	}
 	names := sets.New[string]()
 	for i := range spec.Containers {
-		c := &spec.Containers[i]
-		cp := p.Index(i)
-		validateName(f, cp.Child("name"), c.Name, names)
-		validateImage(f, cp.Child("image"), c.Image)
-		validatePullPolicy(f, cp.Child("imagePullPolicy"), c.ImagePullPolicy)
-		if c.WorkingDir != "" {
-			validateAbsolute(f, cp.Child("workingDir"), c.WorkingDir)
-		}
-		validatePorts(f, c.Ports, spec.HostNetwork, cp.Child("ports"))
-		validateEnv(f, c.Env, cp.Child("env"))
-		validateResources(f, &c.Resources, cp.Child("resources"))
-		validateMounts(f, c.VolumeMounts, volumes, cp.Child("volumeMounts"))
-		if sc := c.SecurityContext; sc != nil {
-			validateIDs(f, sc.RunAsUser, sc.RunAsGroup, spec, cp.Child("securityContext"))
-			validateSeccomp(f, sc.SeccompProfile, cp.Child("securityContext", "seccompProfile"))
-			validateAppArmor(f, sc.AppArmorProfile, cp.Child("securityContext", "appArmorProfile"))
-		}
-		validateCapabilities(f, c.SecurityContext, cp.Child("securityContext"))
-		validateNonRoot(f, c, spec.SecurityContext, cp)
+		validateContainer(f, spec, &spec.Containers[i], volumes, names, p.Index(i))
 	}
+}
+
+// validateContainer checks one app or init container; names holds the
+// names of the pod's containers seen so far.
+func validateContainer(f *findings, spec *corev1.PodSpec, c *corev1.Container, volumes, names sets.Set[string], cp *field.Path) {
+	validateName(f, cp.Child("name"), c.Name, names)
+	validateImage(f, cp.Child("image"), c.Image)
+	validatePullPolicy(f, cp.Child("imagePullPolicy"), c.ImagePullPolicy)
+	if c.WorkingDir != "" {
+		validateAbsolute(f, cp.Child("workingDir"), c.WorkingDir)
+	}
+	validatePorts(f, c.Ports, spec.HostNetwork, cp.Child("ports"))
+	validateEnv(f, c.Env, cp.Child("env"))
+	validateResources(f, &c.Resources, cp.Child("resources"))
+	validateMounts(f, c.VolumeMounts, volumes, cp.Child("volumeMounts"))
+	if sc := c.SecurityContext; sc != nil {
+		validateIDs(f, sc.RunAsUser, sc.RunAsGroup, spec, cp.Child("securityContext"))
+		validateSeccomp(f, sc.SeccompProfile, cp.Child("securityContext", "seccompProfile"))
+		validateAppArmor(f, sc.AppArmorProfile, cp.Child("securityContext", "appArmorProfile"))
+	}
+	validateCapabilities(f, c.SecurityContext, cp.Child("securityContext"))
+	validateNonRoot(f, c, spec.SecurityContext, cp)
+	validateProbesAndHooks(f, spec, c, cp)
 }
 
 // validateImage checks an image reference as the runtime will read it: a

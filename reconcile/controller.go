@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/peapod/peapod/manifests"
+	"github.com/peapod/peapod/probe"
 )
 
 const (
@@ -60,6 +61,9 @@ type Options struct {
 	// Disk measures pods' local storage to enforce emptyDir.sizeLimit and
 	// ephemeral-storage limits; nil enforces neither.
 	Disk DiskMeter
+	// Exec runs the exec actions of probes and hooks; nil makes them
+	// errors, which a probe throws away and a hook reports.
+	Exec Execer
 }
 
 // Node is the host as pods see it, as a kubelet's node: spec.nodeName and
@@ -85,6 +89,9 @@ type Controller struct {
 	metrics *Metrics
 	node    Node
 	disk    DiskMeter
+	exec    Execer
+	// http is shared by the HTTP probes and hooks of every pod.
+	http *probe.HTTP
 
 	snapshotPoke chan struct{}
 	relistPoke   chan struct{}
@@ -115,6 +122,8 @@ func New(opts Options) *Controller {
 		metrics:      opts.Metrics,
 		node:         opts.Node,
 		disk:         opts.Disk,
+		exec:         opts.Exec,
+		http:         probe.NewHTTP(),
 		snapshotPoke: make(chan struct{}, 1),
 		relistPoke:   make(chan struct{}, 1),
 		ready:        newReadiness(),

@@ -115,7 +115,7 @@ func diskEviction(pod *corev1.Pod, u DiskUsage) string {
 	if limit, ok := podStorageLimit(pod); ok && u.Total() > limit.Value() {
 		return fmt.Sprintf("Pod ephemeral local storage usage exceeds the total limit of containers %s. ", limit.String())
 	}
-	for _, c := range pod.Spec.Containers {
+	for _, c := range allContainers(pod) {
 		limit := c.Resources.Limits.StorageEphemeral()
 		if positive(limit) && u.Containers[c.Name] > limit.Value() {
 			return fmt.Sprintf("Container %s exceeded its local ephemeral storage limit %q. ", c.Name, limit.String())

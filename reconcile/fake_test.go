@@ -48,6 +48,9 @@ type fakeRuntime struct {
 	// rendezvous, when set, makes each StartContainer wait until it has
 	// been entered that many times at once.
 	rendezvous *rendezvous
+	// stopExit is what a stopped container exits with, by name; 143
+	// (SIGTERM) if unset.
+	stopExit map[string]int
 }
 
 // rendezvous lets n concurrent callers through together, and fails callers
@@ -155,8 +158,19 @@ func (r *fakeRuntime) StartContainer(ctx context.Context, req StartRequest) erro
 	return nil
 }
 
+// StopContainer ends a running container with its stopExit code.
 func (r *fakeRuntime) StopContainer(ctx context.Context, uid types.UID, name string, grace time.Duration) error {
-	return r.enter(ctx, uid, fmt.Sprintf("stop %s/%s %s", uid, name, grace))
+	if err := r.enter(ctx, uid, fmt.Sprintf("stop %s/%s %s", uid, name, grace)); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	code, ok := r.stopExit[name]
+	r.mu.Unlock()
+	if !ok {
+		code = 143
+	}
+	r.exit(uid, name, code)
+	return nil
 }
 
 func (r *fakeRuntime) RemovePod(ctx context.Context, uid types.UID, grace time.Duration) error {
@@ -265,7 +279,7 @@ func (r *fakeRuntime) state() []string {
 	for _, uid := range slices.Sorted(maps.Keys(r.pods)) {
 		s := r.pods[uid]
 		line := string(uid) + ":"
-		for _, c := range s.Pod.Spec.Containers {
+		for _, c := range append(slices.Clone(s.Pod.Spec.InitContainers), s.Pod.Spec.Containers...) {
 			if l := latestAttempt(s, c.Name); l != nil {
 				line += fmt.Sprintf(" %s/%d %s", c.Name, l.Attempt, l.Phase)
 			}

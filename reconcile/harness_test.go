@@ -36,6 +36,8 @@ type harness struct {
 	disk DiskMeter
 	// images, when set before start, is handed to the controller.
 	images Images
+	// exec, when set before start, is handed to the controller.
+	exec Execer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -58,6 +60,7 @@ func (h *harness) start() {
 		Metrics: h.metrics,
 		Disk:    h.disk,
 		Images:  h.images,
+		Exec:    h.exec,
 	})
 	h.c.afterTurn = func() { poke(h.turned) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,7 +164,7 @@ func (h *harness) containerStatus(key, container string) (corev1.ContainerStatus
 	if !ok {
 		return corev1.ContainerStatus{}, false
 	}
-	for _, cs := range p.Status.ContainerStatuses {
+	for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 		if cs.Name == container {
 			return cs, true
 		}

@@ -108,7 +108,7 @@ func decide(pod *corev1.Pod, name string, cv *containerView, b *backoff, now tim
 	if latest != nil && latest.Phase == ContainerRunning {
 		return decision{}
 	}
-	if latest != nil && latest.Phase == ContainerExited && !restartWanted(pod.Spec.RestartPolicy, latest.ExitCode) {
+	if latest != nil && latest.Phase == ContainerExited && !restartAfter(pod, name, cv) {
 		return decision{}
 	}
 	d := decision{attempt: nextAttempt(latest)}

@@ -35,6 +35,9 @@ type statusInput struct {
 	now  time.Time
 	// evicted is set when the worker evicted the pod.
 	evicted *eviction
+	// probes, when set, decides whether running containers have started
+	// and are ready; without it they are once they run.
+	probes *prober
 }
 
 // podStatus computes a pod's status the way kubelet does.
@@ -49,10 +52,19 @@ func podStatus(in statusInput) corev1.PodStatus {
 	if in.problem != nil {
 		st.Reason, st.Message = in.problem.reason, in.problem.err.Error()
 	}
+	for _, c := range in.pod.Spec.InitContainers {
+		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(in, c))
+	}
 	for _, c := range in.pod.Spec.Containers {
 		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(in, c))
 	}
 	st.Phase = podPhase(in.pod.Spec.RestartPolicy, st.ContainerStatuses)
+	if init := initStatus(in); !init.done {
+		st.Phase = corev1.PodPending
+		if init.failed {
+			st.Phase = corev1.PodFailed
+		}
+	}
 	if v := in.view; v != nil {
 		st.PodIPs = podIPs(v.ips)
 		if len(v.ips) > 0 {
@@ -91,6 +103,9 @@ func containerStatus(in statusInput, c corev1.Container) corev1.ContainerStatus 
 		cv = in.view.containers[c.Name]
 	}
 	d := decide(in.pod, c.Name, cv, in.backoff, in.now)
+	if completedSidecar(in, &c, cv) {
+		d = decision{}
+	}
 	latest := cv.latest
 	if latest != nil {
 		cs.RestartCount = int32(latest.Attempt)
@@ -104,24 +119,36 @@ func containerStatus(in statusInput, c corev1.Container) corev1.ContainerStatus 
 	case latest != nil && latest.Phase == ContainerRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.Time{Time: latest.StartedAt}}
 		cs.Ready = true
+		if in.probes != nil {
+			started, ready := in.probes.status(in.pod.UID, &c, latest.Attempt)
+			cs.Started, cs.Ready = &started, ready
+		}
 	case latest != nil && latest.Phase == ContainerExited && d.waiting == nil && !d.start:
 		cs.State.Terminated = terminated(latest)
 	case latest != nil && latest.Phase == ContainerExited:
 		cs.LastTerminationState.Terminated = terminated(latest)
-		cs.State.Waiting = waiting(d)
+		cs.State.Waiting = waiting(in.pod, d)
 	default:
-		cs.State.Waiting = waiting(d)
+		cs.State.Waiting = waiting(in.pod, d)
 	}
-	started := cs.Ready
-	cs.Started = &started
+	if cs.Started == nil {
+		started := cs.State.Running != nil
+		cs.Started = &started
+	}
 	return cs
 }
 
-func waiting(d decision) *corev1.ContainerStateWaiting {
-	if d.waiting != nil {
+// waiting returns a waiting container's state: its back-off, or kubelet's
+// default reason, PodInitializing in a pod with init containers.
+func waiting(pod *corev1.Pod, d decision) *corev1.ContainerStateWaiting {
+	switch {
+	case d.waiting != nil:
 		return d.waiting
+	case len(pod.Spec.InitContainers) > 0:
+		return &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+	default:
+		return &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 	}
-	return &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 }
 
 func terminated(s *ContainerState) *corev1.ContainerStateTerminated {
@@ -177,7 +204,7 @@ func podPhase(policy corev1.RestartPolicy, statuses []corev1.ContainerStatus) co
 func conditions(in statusInput, st corev1.PodStatus) []corev1.PodCondition {
 	sandboxReady := in.view != nil && in.view.ready && in.problem == nil
 	ready := corev1.PodCondition{Status: corev1.ConditionTrue}
-	if unready := unreadyContainers(st.ContainerStatuses); len(unready) > 0 {
+	if unready := unreadyContainers(in.pod, st); len(unready) > 0 {
 		ready.Status = corev1.ConditionFalse
 		ready.Reason = "ContainersNotReady"
 		ready.Message = fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))
@@ -187,7 +214,7 @@ func conditions(in statusInput, st corev1.PodStatus) []corev1.PodCondition {
 	}
 	conds := []corev1.PodCondition{
 		{Type: corev1.PodReadyToStartContainers, Status: boolCondition(sandboxReady)},
-		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue},
+		initializedCondition(in),
 		withType(ready, corev1.PodReady),
 		withType(ready, corev1.ContainersReady),
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
@@ -198,9 +225,16 @@ func conditions(in statusInput, st corev1.PodStatus) []corev1.PodCondition {
 	return conds
 }
 
-func unreadyContainers(statuses []corev1.ContainerStatus) []string {
+// unreadyContainers names the sidecars and app containers that are not
+// ready.
+func unreadyContainers(pod *corev1.Pod, st corev1.PodStatus) []string {
 	var out []string
-	for _, cs := range statuses {
+	for i, cs := range st.InitContainerStatuses {
+		if isSidecar(&pod.Spec.InitContainers[i]) && !cs.Ready {
+			out = append(out, cs.Name)
+		}
+	}
+	for _, cs := range st.ContainerStatuses {
 		if !cs.Ready {
 			out = append(out, cs.Name)
 		}

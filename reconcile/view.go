@@ -67,6 +67,9 @@ type containerView struct {
 	latest   *ContainerState
 	previous *ContainerState
 	failure  *startFailure
+	// probeKilled is the attempt a liveness or startup probe killed, if
+	// any.
+	probeKilled *int
 }
 
 // startFailure is a StartContainer error, shown as the container's Waiting

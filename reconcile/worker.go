@@ -46,6 +46,8 @@ type worker struct {
 	// towards pullUID; nil between syncs.
 	cancelPull context.CancelFunc
 	pullUID    types.UID
+	// changed is closed, and replaced, when the desired pod changes.
+	changed chan struct{}
 
 	// Owned by the worker goroutine.
 	views   map[types.UID]*podView
@@ -63,10 +65,12 @@ type worker struct {
 	// advanced holds the back-off keys grown by the current sync's
 	// starts (see advance).
 	advanced map[string]bool
+	// probes runs the probes of the key's containers.
+	probes *prober
 }
 
 func newWorker(c *Controller, key string) *worker {
-	return &worker{
+	w := &worker{
 		c:       c,
 		key:     key,
 		log:     c.log.With("pod", key),
@@ -74,7 +78,10 @@ func newWorker(c *Controller, key string) *worker {
 		views:   make(map[types.UID]*podView),
 		gone:    make(map[types.UID]uint64),
 		backoff: newBackoff(),
+		changed: make(chan struct{}),
 	}
+	w.probes = newProber(c, w.log, func() { poke(w.poke) })
+	return w
 }
 
 // set stores the latest input and reports whether the desired pod changed.
@@ -86,6 +93,10 @@ func (w *worker) set(in input) bool {
 	w.in = in
 	if w.cancelPull != nil && !in.wants(w.pullUID) {
 		w.cancelPull()
+	}
+	if changed {
+		close(w.changed)
+		w.changed = make(chan struct{})
 	}
 	return changed
 }
@@ -124,6 +135,7 @@ func (w *worker) pods() []corev1.Pod {
 
 func (w *worker) run(ctx context.Context) {
 	defer w.stopTimer()
+	defer w.probes.close()
 	for {
 		var timerC <-chan time.Time
 		if w.timer != nil {
@@ -207,6 +219,8 @@ func (w *worker) sync(ctx context.Context) time.Time {
 	}
 	w.succeeded()
 	retryAt := w.startContainers(ctx, v)
+	w.applyProbes(ctx, v)
+	w.stopSidecars(ctx, v)
 	w.recordStart(v, in.firstSeen)
 	return w.checkDisk(ctx, v, retryAt)
 }
@@ -256,6 +270,10 @@ func (w *worker) remove(ctx context.Context, v *podView) error {
 		grace = minGrace
 	}
 	w.log.Info("removing pod", "uid", uid, "grace", grace)
+	w.probes.forget(uid)
+	if needsOrderedStop(v.pod) {
+		grace = w.stopContainers(ctx, v, grace)
+	}
 	if err := w.c.rt.RemovePod(ctx, uid, grace); err != nil {
 		return &podProblem{reason: "RemovePodError", err: fmt.Errorf("remove pod %s: %w", uid, err)}
 	}
@@ -330,21 +348,22 @@ func (w *worker) startContainers(ctx context.Context, v *podView) time.Time {
 	w.advanced = make(map[string]bool)
 	// Every decision is taken before any back-off grows: containers
 	// sharing an image share its back-off.
-	decisions := make([]decision, len(v.pod.Spec.Containers))
-	for i, c := range v.pod.Spec.Containers {
+	startable := w.startable(v)
+	decisions := make([]decision, len(startable))
+	for i, c := range startable {
 		cv := v.container(c.Name)
 		pullBackOff(cv.failure, c.Image)
 		decisions[i] = decide(v.pod, c.Name, cv, w.backoff, w.c.clock.Now())
 		retryAt = earliest(retryAt, decisions[i].retryAt)
 	}
-	for i, c := range v.pod.Spec.Containers {
+	for i, c := range startable {
 		if decisions[i].start {
 			starts = append(starts, w.prepareStart(v, c, v.container(c.Name), decisions[i]))
 		}
 	}
 	pullCtx, cancel := w.pullContext(ctx, v.pod.UID)
 	defer cancel()
-	w.runStarts(ctx, pullCtx, v.pod, starts)
+	w.runStarts(ctx, pullCtx, v, starts)
 	for _, s := range starts {
 		retryAt = earliest(retryAt, w.finishStart(ctx, v, s))
 	}
@@ -382,9 +401,9 @@ func (w *worker) prepareStart(v *podView, c corev1.Container, cv *containerView,
 // runStarts runs every start, concurrently, and returns when all have
 // returned. A panic in one is raised again here, on the worker goroutine,
 // once the others are done, so that syncSafely handles it as any other.
-func (w *worker) runStarts(ctx, pullCtx context.Context, pod *corev1.Pod, starts []*pendingStart) {
+func (w *worker) runStarts(ctx, pullCtx context.Context, v *podView, starts []*pendingStart) {
 	if len(starts) == 1 {
-		w.start(ctx, pullCtx, pod, starts[0])
+		w.start(ctx, pullCtx, v, starts[0])
 		return
 	}
 	panics := make([]any, len(starts))
@@ -392,7 +411,7 @@ func (w *worker) runStarts(ctx, pullCtx context.Context, pod *corev1.Pod, starts
 	for i, s := range starts {
 		wg.Go(func() {
 			defer func() { panics[i] = recover() }()
-			w.start(ctx, pullCtx, pod, s)
+			w.start(ctx, pullCtx, v, s)
 		})
 	}
 	wg.Wait()
@@ -401,21 +420,6 @@ func (w *worker) runStarts(ctx, pullCtx context.Context, pod *corev1.Pod, starts
 			panic(p)
 		}
 	}
-}
-
-// start makes the container's image present, then starts the container
-// with it. The pull runs on pullCtx, which is cancelled when the pod is
-// deleted or edited.
-func (w *worker) start(ctx, pullCtx context.Context, pod *corev1.Pod, s *pendingStart) {
-	if w.c.images != nil {
-		ref, err := w.c.images.EnsureImage(pullCtx, pod, &s.c)
-		if err != nil {
-			s.err, s.pulling, s.cancelled = pullError(err), true, pullCtx.Err() != nil
-			return
-		}
-		s.req.Image = ref
-	}
-	s.err = w.c.rt.StartContainer(ctx, s.req)
 }
 
 // pullContext returns the context of the pulls of a sync towards pod uid:
@@ -560,7 +564,7 @@ func (w *worker) publish() {
 func (w *worker) podObject(pod *corev1.Pod, v *podView, problem *podProblem, now time.Time) *corev1.Pod {
 	p := pod.DeepCopy()
 	evicted := w.evictionOf(pod.UID)
-	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted})
+	p.Status = podStatus(statusInput{pod: pod, view: v, backoff: w.backoff, problem: problem, prev: w.published(pod.UID), now: now, evicted: evicted, probes: w.probes})
 	w.reportNetwork(p, v)
 	w.c.node.describe(p)
 	if v != nil && !v.deletingFrom.IsZero() && evicted == nil {

@@ -41,7 +41,7 @@ func (r *Runtime) DiskUsage(ctx context.Context, pod *corev1.Pod) (reconcile.Dis
 		}
 		u.Volumes[v.Name] = n
 	}
-	for _, c := range pod.Spec.Containers {
+	for _, c := range podContainers(pod) {
 		layers, err := measure(filepath.Join(root, "containers", c.Name))
 		if err != nil {
 			return u, err

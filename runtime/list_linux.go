@@ -90,7 +90,9 @@ func (r *Runtime) podState(ctx context.Context, dir string) (*reconcile.PodState
 		st.NetNSPath = filepath.Join(dir, "ns", "net")
 	}
 	for _, c := range podContainers(pod) {
-		st.Containers = append(st.Containers, containerStates(dir, pod.UID, c, live, statuses)...)
+		states := containerStates(dir, pod.UID, c, live, statuses)
+		r.addTerminationMessages(pod, c, states)
+		st.Containers = append(st.Containers, states...)
 	}
 	return st, nil
 }

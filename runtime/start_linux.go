@@ -152,6 +152,9 @@ func (r *Runtime) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if spec.Seccomp, err = r.confine(pod, c); err != nil {
 		return nil, err
 	}
+	if err := r.mountTerminationLog(spec, pod, c, req.Attempt); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 
@@ -194,6 +197,7 @@ func (r *Runtime) pruneAttempts(pod *corev1.Pod, name string, attempt int) {
 			log.Warn("remove old attempt records", "err", err)
 		}
 	}
+	r.pruneTerminationLogs(pod, name, attempt)
 }
 
 // mayRun reports whether an attempt started and has no exit record: its

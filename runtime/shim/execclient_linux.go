@@ -203,16 +203,17 @@ func readStart(conn *net.UnixConn) (*bufio.Reader, *os.File, error) {
 	oob := make([]byte, unix.CmsgSpace(4))
 	for !bytes.Contains(line, []byte{'\n'}) {
 		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-		if oobn > 0 && console == nil {
-			console = parseConsole(oob[:oobn])
-		}
-		line = append(line, buf[:n]...)
+		// Counts are meaningless (-1) with an error: check it first.
 		if err != nil {
 			return nil, closeFile(console), fmt.Errorf("read exec start: %w", err)
+		}
+		if oobn > 0 && console == nil {
+			console = parseConsole(oob[:oobn])
 		}
 		if n == 0 {
 			return nil, closeFile(console), fmt.Errorf("read exec start: %w", io.ErrUnexpectedEOF)
 		}
+		line = append(line, buf[:n]...)
 	}
 	events := bufio.NewReader(io.MultiReader(bytes.NewReader(line), conn))
 	ev, err := readEvent(events)
