@@ -186,7 +186,17 @@ func (w *worker) stopSidecars(ctx context.Context, v *podView) {
 		c := &v.pod.Spec.InitContainers[i]
 		if isSidecar(c) && w.running(v, c.Name) {
 			w.log.Info("stopping sidecar of a completed pod", "container", c.Name)
-			w.stopLogged(ctx, v, c, gracePeriod(v.pod))
+			if err := w.killContainer(ctx, v, c, gracePeriod(v.pod)); err != nil {
+				// RemovePod stops it again.
+				w.log.Warn("stop container", "container", c.Name, "err", err)
+			} else {
+				// Stopped: until the next list says how it exited, a
+				// sync must not stop it again.
+				cv := v.containers[c.Name]
+				s := *cv.latest
+				s.Phase, s.FinishedAt = ContainerExited, w.c.clock.Now()
+				cv.record(s, false)
+			}
 			w.c.requestRelist(w.key)
 		}
 	}
