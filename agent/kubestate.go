@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"maps"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,11 +84,12 @@ var (
 		append(podLabels, "host_ip", "pod_ip", "node", "created_by_kind", "created_by_name", "priority_class", "host_network"), nil)
 	ksmPodOwner = prometheus.NewDesc("kube_pod_owner", "Information about the Pod's owner.",
 		append(podLabels, "owner_kind", "owner_name", "owner_is_controller"), nil)
-	ksmPodStartTime = prometheus.NewDesc("kube_pod_start_time", "Start time in unix timestamp for a pod.", podLabels, nil)
-	ksmPodCreated   = prometheus.NewDesc("kube_pod_created", "Unix creation timestamp", podLabels, nil)
-	ksmPodPhase     = prometheus.NewDesc("kube_pod_status_phase", "The pods current phase.", append(podLabels, "phase"), nil)
-	ksmPodReady     = prometheus.NewDesc("kube_pod_status_ready", "Describes whether the pod is ready to serve requests.", append(podLabels, "condition"), nil)
-	ksmPodScheduled = prometheus.NewDesc("kube_pod_status_scheduled", "Describes the status of the scheduling process for the pod.", append(podLabels, "condition"), nil)
+	ksmPodLabelsHelp = "Kubernetes labels converted to Prometheus labels."
+	ksmPodStartTime  = prometheus.NewDesc("kube_pod_start_time", "Start time in unix timestamp for a pod.", podLabels, nil)
+	ksmPodCreated    = prometheus.NewDesc("kube_pod_created", "Unix creation timestamp", podLabels, nil)
+	ksmPodPhase      = prometheus.NewDesc("kube_pod_status_phase", "The pods current phase.", append(podLabels, "phase"), nil)
+	ksmPodReady      = prometheus.NewDesc("kube_pod_status_ready", "Describes whether the pod is ready to serve requests.", append(podLabels, "condition"), nil)
+	ksmPodScheduled  = prometheus.NewDesc("kube_pod_status_scheduled", "Describes the status of the scheduling process for the pod.", append(podLabels, "condition"), nil)
 
 	ksmNodeInfo = prometheus.NewDesc("kube_node_info", "Information about a cluster node.",
 		[]string{"node", "kernel_version", "os_image", "container_runtime_version", "kubelet_version", "kubeproxy_version", "provider_id", "pod_cidr", "system_uuid", "internal_ip"}, nil)
@@ -123,17 +127,9 @@ var (
 	ksmInitContainer = newContainerDescs("kube_pod_init_container", "init container")
 )
 
-// Describe implements prometheus.Collector.
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{ksmPodInfo, ksmPodOwner, ksmPodStartTime, ksmPodCreated, ksmPodPhase, ksmPodReady, ksmPodScheduled, ksmNodeInfo, ksmNodeCapacity, ksmNodeAllocatable} {
-		ch <- d
-	}
-	for _, cd := range []containerDescs{ksmContainer, ksmInitContainer} {
-		for _, d := range []*prometheus.Desc{cd.info, cd.waiting, cd.waitingReason, cd.running, cd.terminated, cd.terminatedReason, cd.lastTerminatedReason, cd.ready, cd.restarts, cd.requests, cd.limits} {
-			ch <- d
-		}
-	}
-}
+// Describe sends nothing: kube_pod_labels has a label set per pod, which
+// only an unchecked collector may export.
+func (c *stateCollector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -186,6 +182,7 @@ func collectPod(ch chan<- prometheus.Metric, p *corev1.Pod) {
 	for _, o := range p.OwnerReferences {
 		gauge(ch, ksmPodOwner, 1, append(pl, o.Kind, o.Name, boolString(o.Controller != nil && *o.Controller))...)
 	}
+	ch <- podLabelsMetric(p, pl)
 	if p.Status.StartTime != nil {
 		gauge(ch, ksmPodStartTime, float64(p.Status.StartTime.Unix()), pl...)
 	}
@@ -214,6 +211,29 @@ func collectPod(ch chan<- prometheus.Metric, p *corev1.Pod) {
 	collectContainers(ch, ksmContainer, p, pl, p.Spec.Containers, p.Status.ContainerStatuses)
 	collectContainers(ch, ksmInitContainer, p, pl, p.Spec.InitContainers, p.Status.InitContainerStatuses)
 }
+
+// podLabelsMetric is kube_pod_labels with every pod label as label_<name>,
+// "/", "." and "-" written "_", as kube-state-metrics does with
+// --metric-labels-allowlist=pods=[*]. Its label set varies per pod, hence
+// its own Desc; of two labels that sanitize to one name, the first in
+// order is kept.
+func podLabelsMetric(p *corev1.Pod, pl []string) prometheus.Metric {
+	names := slices.Sorted(maps.Keys(p.Labels))
+	seen := map[string]bool{}
+	labelNames, values := slices.Clone(podLabels), slices.Clone(pl)
+	for _, k := range names {
+		n := "label_" + invalidLabelChars.ReplaceAllString(k, "_")
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		labelNames, values = append(labelNames, n), append(values, p.Labels[k])
+	}
+	d := prometheus.NewDesc("kube_pod_labels", ksmPodLabelsHelp, labelNames, nil)
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 1, values...)
+}
+
+var invalidLabelChars = regexp.MustCompile(`[^a-zA-Z0-9_]`)
 
 func boolString(b bool) string {
 	if b {

@@ -25,7 +25,7 @@ func (f fixedPods) Pods() []corev1.Pod { return slices.Clone(f) }
 func statePod() corev1.Pod {
 	start := metav1.NewTime(time.Unix(1700000100, 0))
 	return corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: "u1", CreationTimestamp: metav1.NewTime(time.Unix(1700000000, 0))},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: "u1", Labels: map[string]string{"app.kubernetes.io/name": "web", "tier": "front"}, CreationTimestamp: metav1.NewTime(time.Unix(1700000000, 0))},
 		Spec: corev1.PodSpec{
 			NodeName:       "node1",
 			InitContainers: []corev1.Container{{Name: "setup", Image: "busybox"}},
@@ -60,6 +60,7 @@ func TestStateLabels(t *testing.T) {
 	ctr := pod + " container"
 	want := map[string]string{
 		"kube_pod_info":                                    pod + " host_ip pod_ip node created_by_kind created_by_name priority_class host_network",
+		"kube_pod_labels":                                  pod + " label_app_kubernetes_io_name label_tier",
 		"kube_pod_owner":                                   pod + " owner_kind owner_name owner_is_controller",
 		"kube_pod_start_time":                              pod,
 		"kube_pod_created":                                 pod,
@@ -131,6 +132,9 @@ kube_pod_container_status_last_terminated_reason{container="app",namespace="defa
 # HELP kube_pod_info Information about pod.
 # TYPE kube_pod_info gauge
 kube_pod_info{created_by_kind="<none>",created_by_name="<none>",host_ip="10.0.0.1",host_network="false",namespace="default",node="node1",pod="web",pod_ip="10.88.0.2",priority_class="",uid="u1"} 1
+# HELP kube_pod_labels Kubernetes labels converted to Prometheus labels.
+# TYPE kube_pod_labels gauge
+kube_pod_labels{label_app_kubernetes_io_name="web",label_tier="front",namespace="default",pod="web",uid="u1"} 1
 # HELP kube_pod_owner Information about the Pod's owner.
 # TYPE kube_pod_owner gauge
 kube_pod_owner{namespace="default",owner_is_controller="<none>",owner_kind="<none>",owner_name="<none>",pod="web",uid="u1"} 1
@@ -158,7 +162,7 @@ kube_node_status_allocatable{node="node1",resource="cpu",unit="core"} 2
 kube_node_status_allocatable{node="node1",resource="memory",unit="byte"} 1.073741824e+09
 `
 	names := []string{"kube_pod_container_resource_limits", "kube_pod_container_resource_requests", "kube_pod_container_status_restarts_total",
-		"kube_pod_container_status_waiting_reason", "kube_pod_container_status_last_terminated_reason", "kube_pod_info", "kube_pod_owner",
+		"kube_pod_container_status_waiting_reason", "kube_pod_container_status_last_terminated_reason", "kube_pod_info", "kube_pod_labels", "kube_pod_owner",
 		"kube_pod_start_time", "kube_pod_status_phase", "kube_pod_status_ready", "kube_pod_init_container_status_terminated_reason",
 		"kube_node_status_allocatable"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
