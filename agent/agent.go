@@ -72,6 +72,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		c := cadvisor.New(p.metrics, log)
 		p.registry.MustRegister(c)
 		kubelet.cadvisor.MustRegister(c)
+		kubelet.resource.MustRegister(cadvisor.NewResource(p.metrics, log))
 	}
 	src := manifests.NewSource(manifests.SourceOptions{Dir: cfg.Manifests, Log: log, Policy: cfg.Policy()})
 

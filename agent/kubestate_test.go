@@ -200,6 +200,7 @@ func TestKubeletPaths(t *testing.T) {
 	if body := get("/metrics/cadvisor"); !strings.Contains(body, "container_scrape_error") {
 		t.Errorf("/metrics/cadvisor without the cAdvisor families:\n%s", body)
 	}
+	get("/metrics/resource")
 	if body := get("/healthz"); body != "ok\n" {
 		t.Errorf("/healthz = %q", body)
 	}

@@ -57,10 +57,13 @@ func TestMonitoringMixinRules(t *testing.T) {
 	if names := podNames(list.Items); !strings.Contains(names, "default/limited") {
 		t.Errorf("/pods lists %s, want default/limited among them", names)
 	}
+	if b := getBody(t, a.metrics+"/metrics/resource"); !strings.Contains(string(b), `container_memory_working_set_bytes{container="limited",namespace="default",pod="limited"}`) {
+		t.Errorf("/metrics/resource without limited's working set:\n%s", b)
+	}
 	if b := getBody(t, a.metrics+"/healthz"); string(b) != "ok\n" {
 		t.Errorf("/healthz = %q", b)
 	}
-	for _, path := range []string{"/metrics/cadvisor", "/metrics/state", "/metrics"} {
+	for _, path := range []string{"/metrics/cadvisor", "/metrics/resource", "/metrics/state", "/metrics"} {
 		t.Run("promtool"+strings.ReplaceAll(path, "/", "_"), func(t *testing.T) {
 			cgPromtoolCheck(t, getBody(t, a.metrics+path))
 		})
@@ -128,7 +131,7 @@ func TestMonitoringMixinRules(t *testing.T) {
 		if a.pod("default/limited") != nil {
 			return fmt.Errorf("pod still listed")
 		}
-		for _, path := range []string{"/metrics/cadvisor", "/metrics/state", "/metrics"} {
+		for _, path := range []string{"/metrics/cadvisor", "/metrics/resource", "/metrics/state", "/metrics"} {
 			if b := getBody(t, a.metrics+path); strings.Contains(string(b), `pod="limited"`) {
 				return fmt.Errorf("%s still has series of pod limited", path)
 			}
