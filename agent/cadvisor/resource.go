@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -50,33 +51,33 @@ func (r *Resource) Describe(ch chan<- *prometheus.Desc) {
 // since Targets returned is skipped quietly; other failures are logged and
 // set resource_scrape_error to 1.
 func (r *Resource) Collect(ch chan<- prometheus.Metric) {
-	failed := 0.0
+	var failed atomic.Bool
 	if err := r.collectNode(ch); err != nil {
 		r.log.Warn("read node resource metrics", "err", err)
-		failed = 1
+		failed.Store(true)
 	}
-	for _, t := range r.src.Targets() {
+	forEach(r.src.Targets(), func(t Target) {
 		s, err := t.Cgroup.Stats()
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return
 		}
 		if err != nil {
 			r.log.Warn("read container resource metrics", "pod", t.Namespace+"/"+t.Pod, "container", t.Container, "err", err)
-			failed = 1
-			continue
+			failed.Store(true)
+			return
 		}
 		if t.Container == "" {
 			ch <- prometheus.MustNewConstMetric(podCPUDesc, prometheus.CounterValue, seconds(s.CPUUsage), t.Pod, t.Namespace)
 			ch <- prometheus.MustNewConstMetric(podMemoryDesc, prometheus.GaugeValue, float64(s.MemoryWorkingSet), t.Pod, t.Namespace)
-			continue
+			return
 		}
 		ch <- prometheus.MustNewConstMetric(containerCPUDesc, prometheus.CounterValue, seconds(s.CPUUsage), t.Container, t.Pod, t.Namespace)
 		ch <- prometheus.MustNewConstMetric(containerMemoryDesc, prometheus.GaugeValue, float64(s.MemoryWorkingSet), t.Container, t.Pod, t.Namespace)
 		if !t.StartTime.IsZero() {
 			ch <- prometheus.MustNewConstMetric(containerStartDesc, prometheus.GaugeValue, float64(t.StartTime.Unix()), t.Container, t.Pod, t.Namespace)
 		}
-	}
-	ch <- prometheus.MustNewConstMetric(resourceScrapeErrorDsc, prometheus.GaugeValue, failed)
+	})
+	ch <- prometheus.MustNewConstMetric(resourceScrapeErrorDsc, prometheus.GaugeValue, boolValue(failed.Load()))
 }
 
 // userHZ is the unit of /proc/stat's times on every Linux architecture Go
