@@ -37,7 +37,8 @@ func getBody(t *testing.T, url string) []byte {
 // crashes, checks the kubelet paths (/pods, /healthz, and promtool on every
 // metrics path), then has Prometheus scrape the agent through the shipped
 // config and checks each mixin rule's series for the pod: its node, its
-// memory limit, its CPU request, and the crashing container's restarts.
+// memory limit, its CPU request; and for the crashing container its
+// restarts and the expression of the mixin's KubePodCrashLooping alert.
 func TestMonitoringMixinRules(t *testing.T) {
 	a := newRootAgent(t)
 	a.start()
@@ -108,6 +109,10 @@ func TestMonitoringMixinRules(t *testing.T) {
 		{`kube_pod_container_status_restarts_total{job="kube-state-metrics",namespace="default",pod="crash",container="crash"}`,
 			func(v float64) bool { return v >= 1 }, ">= 1"},
 		{`kube_pod_container_status_last_terminated_reason{job="kube-state-metrics",pod="crash",reason="Error"}`,
+			func(v float64) bool { return v == 1 }, "1"},
+		// The expression of the mixin's KubePodCrashLooping alert
+		// (alerts/apps_alerts.libsonnet), narrowed to the pod.
+		{`max_over_time(kube_pod_container_status_waiting_reason{reason="CrashLoopBackOff", job="kube-state-metrics", pod="crash"}[5m]) >= 1`,
 			func(v float64) bool { return v == 1 }, "1"},
 	}
 	for _, c := range checks {
