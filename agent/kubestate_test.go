@@ -29,7 +29,7 @@ func statePod() corev1.Pod {
 		Spec: corev1.PodSpec{
 			NodeName:       "node1",
 			InitContainers: []corev1.Container{{Name: "setup", Image: "busybox"}},
-			Containers: []corev1.Container{{Name: "app", Image: "nginx:1", Resources: corev1.ResourceRequirements{
+			Containers: []corev1.Container{{Name: "app", Image: "nginx:1", Env: []corev1.EnvVar{{Name: "TOKEN", Value: "s3cret"}}, Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
 				Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi"),
 					corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")},
@@ -205,8 +205,15 @@ func TestKubeletPaths(t *testing.T) {
 		t.Errorf("/healthz = %q", body)
 	}
 	var list corev1.PodList
-	if err := json.Unmarshal([]byte(get("/pods")), &list); err != nil || list.Kind != "PodList" || len(list.Items) != 1 || list.Items[0].Name != "web" {
+	body := get("/pods")
+	if err := json.Unmarshal([]byte(body), &list); err != nil || list.Kind != "PodList" || len(list.Items) != 1 || list.Items[0].Name != "web" {
 		t.Errorf("/pods = %+v, %v", list, err)
+	}
+	if !strings.Contains(body, `"TOKEN"`) || strings.Contains(body, "s3cret") {
+		t.Errorf("/pods shows an environment value, or hides the name:\n%s", body)
+	}
+	if pods.Pods()[0].Spec.Containers[0].Env[0].Value != "s3cret" {
+		t.Errorf("/pods changed the controller's pod")
 	}
 	if body := get("/metrics/state"); !strings.Contains(body, `pod="web"`) || !strings.Contains(body, "kube_node_info") {
 		t.Errorf("/metrics/state without web's series:\n%s", body)
