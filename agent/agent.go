@@ -57,20 +57,25 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	if err != nil {
 		return fmt.Errorf("node name (set --node-name): %w", err)
 	}
+	ips := newHostIPs(log)
 	ctl := reconcile.New(reconcile.Options{
 		Runtime: p.runtime,
 		Network: p.network,
 		Images:  p.images,
 		Log:     log,
 		Metrics: reconcile.NewMetrics(p.registry),
-		Node:    node(name, newHostIPs(log)),
+		Node:    node(name, ips),
 		Disk:    p.disk,
 		Exec:    p.exec,
 	})
 	errMetrics := newManifestMetrics(p.registry)
+	kubelet := newKubeletEndpoints(ctl, readStateNode(name, ips))
 	if p.metrics != nil {
 		p.metrics.pods = ctl.Pods
-		p.registry.MustRegister(cadvisor.New(p.metrics, log))
+		c := cadvisor.New(p.metrics, log)
+		p.registry.MustRegister(c)
+		kubelet.cadvisor.MustRegister(c)
+		kubelet.resource.MustRegister(cadvisor.NewResource(p.metrics, log))
 	}
 	src := manifests.NewSource(manifests.SourceOptions{Dir: cfg.Manifests, Log: log, Policy: cfg.Policy()})
 
@@ -114,7 +119,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 		return nil
 	})
 	g.Go(func() error {
-		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, metricsL)
+		return serve(ctx, log, &http.Server{Handler: metricsHandler(p.registry, ctl, kubelet), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, metricsL)
 	})
 	err = g.Wait()
 	log.Info("agent stopped; pods keep running")
@@ -124,13 +129,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, p parts) error {
 	return err
 }
 
-// metricsHandler serves /metrics from reg, and /healthz and /readyz from
-// the controller.
+// metricsHandler serves /metrics from reg, /healthz and /readyz from
+// the controller, and kubelet's paths from kubelet.
 // /readyz answers 200 once the controller has adopted the pods that were
 // running when the agent started (the moment systemd gets READY=1), 503
 // before.
-func metricsHandler(reg *prometheus.Registry, ctl controllerHealth) http.Handler {
+func metricsHandler(reg *prometheus.Registry, ctl controllerHealth, kubelet *kubeletEndpoints) http.Handler {
 	mux := http.NewServeMux()
+	kubelet.register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ctl.Healthy(time.Now()); err != nil {

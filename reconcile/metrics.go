@@ -13,13 +13,15 @@ import (
 // scrape time from the Controller that New attached to them.
 type Metrics struct {
 	syncDuration  prometheus.Histogram
-	restarts      *prometheus.CounterVec
 	startDuration prometheus.Histogram
 	syncErrors    *prometheus.CounterVec
 	panics        prometheus.Counter
 
 	runningPods       *prometheus.Desc
 	runningContainers *prometheus.Desc
+	// restarts is read from the pods' restart counts at scrape time, so a
+	// deleted pod's series go with it.
+	restarts *prometheus.Desc
 
 	mu sync.Mutex
 	// pods reports the current pod statuses; nil until New attaches it.
@@ -34,10 +36,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of one pod worker sync.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peapod_container_restarts_total",
-			Help: "Containers started again after they exited.",
-		}, []string{"namespace", "pod", "container"}),
 		startDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "peapod_pod_start_duration_seconds",
 			Help:    "Time from a pod first appearing in the manifests to all its containers running.",
@@ -55,8 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Pods in phase Running.", nil, nil),
 		runningContainers: prometheus.NewDesc("peapod_running_containers",
 			"Containers by state.", []string{"container_state"}, nil),
+		restarts: prometheus.NewDesc("peapod_container_restarts_total",
+			"Containers started again after they exited.", []string{"namespace", "pod", "container"}, nil),
 	}
-	reg.MustRegister(m.syncDuration, m.restarts, m.startDuration, m.syncErrors, m.panics, m)
+	reg.MustRegister(m.syncDuration, m.startDuration, m.syncErrors, m.panics, m)
 	return m
 }
 
@@ -64,6 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.runningPods
 	ch <- m.runningContainers
+	ch <- m.restarts
 }
 
 // Collect implements prometheus.Collector for the gauges.
@@ -77,12 +78,20 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	running := 0
 	states := map[string]int{"running": 0, "waiting": 0, "terminated": 0}
-	for _, p := range pods {
+	for i, p := range pods {
 		if p.Status.Phase == corev1.PodRunning {
 			running++
 		}
 		for _, cs := range p.Status.ContainerStatuses {
 			states[containerStateName(cs.State)]++
+		}
+		// A pod being torn down is listed just before its replacement of
+		// the same name: the series is the replacement's.
+		if i+1 < len(pods) && pods[i+1].Namespace == p.Namespace && pods[i+1].Name == p.Name {
+			continue
+		}
+		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			ch <- prometheus.MustNewConstMetric(m.restarts, prometheus.CounterValue, float64(cs.RestartCount), p.Namespace, p.Name, cs.Name)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.runningPods, prometheus.GaugeValue, float64(running))
@@ -114,12 +123,6 @@ func (m *Metrics) attach(pods func() []corev1.Pod) {
 func (m *Metrics) observeSync(d time.Duration) {
 	if m != nil {
 		m.syncDuration.Observe(d.Seconds())
-	}
-}
-
-func (m *Metrics) restarted(pod *corev1.Pod, container string) {
-	if m != nil {
-		m.restarts.WithLabelValues(pod.Namespace, pod.Name, container).Inc()
 	}
 }
 

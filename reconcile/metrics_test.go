@@ -21,8 +21,15 @@ func TestMetrics(t *testing.T) {
 	h.clock.Step(time.Second)
 	h.rt.exit("web-1", "b", 1)
 	h.waitState("db-1: web/0 Running", "web-1: a/0 Running b/1 Running")
+	restarts := `
+# HELP peapod_container_restarts_total Containers started again after they exited.
+# TYPE peapod_container_restarts_total counter
+peapod_container_restarts_total{container="a",namespace="default",pod="web"} 0
+peapod_container_restarts_total{container="b",namespace="default",pod="web"} 1
+peapod_container_restarts_total{container="web",namespace="default",pod="db"} 0
+`
 	h.eventually("restart counted", func() bool {
-		return testutil.ToFloat64(h.metrics.restarts.WithLabelValues("default", "web", "b")) == 1
+		return testutil.GatherAndCompare(reg, strings.NewReader(restarts), "peapod_container_restarts_total") == nil
 	})
 
 	want := `
@@ -41,6 +48,16 @@ peapod_running_pods 2
 	if n := startsObserved(t, reg); n != 2 {
 		t.Errorf("pod starts observed = %d, want 2", n)
 	}
+
+	// Series of a deleted pod go with it, so churn does not grow them.
+	h.c.Update(snapshot(testPod("db", "db-1")))
+	h.eventually("web's restarts gone", func() bool {
+		return testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP peapod_container_restarts_total Containers started again after they exited.
+# TYPE peapod_container_restarts_total counter
+peapod_container_restarts_total{container="web",namespace="default",pod="db"} 0
+`), "peapod_container_restarts_total") == nil
+	})
 }
 
 func startsObserved(t *testing.T, reg prometheus.Gatherer) uint64 {

@@ -458,9 +458,6 @@ func (w *worker) finishStart(ctx context.Context, v *podView, s *pendingStart) t
 	s.cv.failure = nil
 	s.cv.record(ContainerState{Name: s.c.Name, Attempt: s.d.attempt, Image: s.c.Image, Phase: ContainerRunning, StartedAt: s.at}, false)
 	v.touched = w.c.listSeq.Load()
-	if s.d.attempt > 0 {
-		w.c.metrics.restarted(v.pod, s.c.Name)
-	}
 	w.log.Info("started container", "container", s.c.Name, "attempt", s.d.attempt)
 	w.c.requestRelist(w.key)
 	return time.Time{}

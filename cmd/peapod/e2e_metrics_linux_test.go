@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -511,18 +512,32 @@ func cgPromtoolCheck(t *testing.T, body []byte) {
 // scrapes target every second, and returns its base URL. Cleanup stops it.
 func cgStartPrometheus(t *testing.T, target string) string {
 	t.Helper()
+	return startPrometheus(t, fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+- job_name: peapod
+  static_configs: [{targets: [%q]}]
+`, target), nil)
+}
+
+// startPrometheus runs a Prometheus server on a free loopback port with
+// config as its prometheus.yml and files (by name) beside it, and returns
+// its base URL. Cleanup stops it.
+func startPrometheus(t *testing.T, config string, files map[string][]byte) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("prometheus not installed (Debian package prometheus)")
 	}
 	dir := t.TempDir()
-	config := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-- job_name: peapod
-  static_configs: [{targets: [%q]}]
-`, target)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string][]byte{}
+	}
+	files["prometheus.yml"] = []byte(config)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
