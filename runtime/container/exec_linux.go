@@ -129,31 +129,15 @@ type ExecOptions struct {
 }
 
 // ExecProcess is a process started by Exec: nsenter, outside the
-// container, whose exit status is the command's.
+// container, whose exit status is the command's. Its Pid is nsenter's host
+// PID; Wait and Signal are a Process's. Signalling nsenter with SIGKILL
+// kills the command too: its parent-death signal is SIGKILL (see
+// rearmDeathSignal).
 type ExecProcess struct {
-	// Pid is nsenter's host PID.
-	Pid int
+	Process
 	// Console is the terminal's master side when ExecOptions.TTY, or nil.
 	// The caller owns it.
 	Console *os.File
-	cmd     *exec.Cmd
-}
-
-// Wait waits for the process to exit and reaps it. An exit with a non-zero
-// status is not an error.
-func (p *ExecProcess) Wait() (*os.ProcessState, error) {
-	err := p.cmd.Wait()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		err = nil
-	}
-	return p.cmd.ProcessState, err
-}
-
-// Signal signals nsenter. SIGKILL kills the command too: its parent-death
-// signal is SIGKILL (see rearmDeathSignal).
-func (p *ExecProcess) Signal(sig os.Signal) error {
-	return p.cmd.Process.Signal(sig)
 }
 
 // execConfig is what the parent sends the exec stage.
@@ -199,7 +183,7 @@ func startExec(ctx context.Context, spec *Spec, target ExecTarget, opts *ExecOpt
 		return nil, err
 	}
 	defer conn.Close()
-	p := &ExecProcess{Pid: cmd.Process.Pid, cmd: cmd}
+	p := &ExecProcess{Process: Process{Pid: cmd.Process.Pid, cmd: cmd}}
 	cfg := execConfig{Process: process, TTY: opts.TTY, Width: opts.Width, Height: opts.Height}
 	cfg.Process.Args = opts.Args
 	err = sendExecConfig(conn, &cfg)
