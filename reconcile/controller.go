@@ -28,7 +28,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/peapod/peapod/manifests"
-	"github.com/peapod/peapod/probe"
+	"github.com/peapod/peapod/reconcile/probe"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/peapod/peapod/probe"
+	"github.com/peapod/peapod/reconcile/probe"
 )
 
 // Execer runs a command in a running container of a pod, as `kubectl exec`

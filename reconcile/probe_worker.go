@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
-	"github.com/peapod/peapod/probe"
+	"github.com/peapod/peapod/reconcile/probe"
 )
 
 // attemptKey names one attempt of one container of a pod.

@@ -2,7 +2,7 @@ package main
 
 // End-to-end acceptance of the kubelet paths and kube-state-metrics series:
 // a real Prometheus scrapes the agent through the shipped
-// monitoring/prometheus.yml and evaluates the kubernetes-mixin's recording
+// docs/prometheus.yml and evaluates the kubernetes-mixin's recording
 // rules (testdata/kubernetes-mixin-k8s-rules.yaml) over them.
 
 import (
@@ -70,7 +70,7 @@ func TestMonitoringMixinRules(t *testing.T) {
 		})
 	}
 
-	config, err := os.ReadFile("../../monitoring/prometheus.yml")
+	config, err := os.ReadFile("../../docs/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestMonitoringMixinRules(t *testing.T) {
 	// The user's one-line edit: the target is this agent's address.
 	target := `targets: &peapod ["127.0.0.1:10265"]`
 	if strings.Count(string(config), target) != 1 {
-		t.Fatalf("monitoring/prometheus.yml has no line %s to change", target)
+		t.Fatalf("docs/prometheus.yml has no line %s to change", target)
 	}
 	cfg := strings.Replace(string(config), target, fmt.Sprintf("targets: &peapod [%q]", strings.TrimPrefix(a.metrics, "http://")), 1)
 	cfg = "global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [rules.yaml]\n" + cfg
