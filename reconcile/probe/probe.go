@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -107,9 +108,14 @@ func (p *HTTP) Get(ctx context.Context, u *url.URL, headers http.Header) (Result
 	req.Close = true
 	for redirects := 0; ; redirects++ {
 		code, body, loc, err := roundTrip(ctx, req)
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			// The deadline on the connection fired: say why.
 			err = ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection's deadline is ctx's, and its timer may fire
+			// a moment before ctx's own.
+			err = context.DeadlineExceeded
 		}
 		if err != nil {
 			return Failure, err.Error(), nil
