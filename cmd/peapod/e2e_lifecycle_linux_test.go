@@ -274,10 +274,13 @@ spec:
   - name: tcp
     image: %[1]q
     command: [sh, -c, 'mkdir -p /w && exec httpd -f -p 9000 -h /w']
+    # httpd may take a moment to listen on a loaded machine: the probe
+    # waits a second and allows three failures, as real manifests do.
     livenessProbe:
       tcpSocket: {port: 9000}
+      initialDelaySeconds: 1
       periodSeconds: 1
-      failureThreshold: 1
+      failureThreshold: 3
   - name: grpc
     image: %[1]q
     command: [/tools/grpchealth, ":9090"]
@@ -414,8 +417,8 @@ spec:
     image: %q
     command: [sleep, "100000"]
     volumeMounts: [{name: out, mountPath: /out}]
-    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}
-    livenessProbe: {exec: {command: [sh, -c, "! test -e /tmp/die"]}, periodSeconds: 1, failureThreshold: 1}
+    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1, timeoutSeconds: 10}
+    livenessProbe: {exec: {command: [sh, -c, "! test -e /tmp/die"]}, periodSeconds: 1, timeoutSeconds: 10, failureThreshold: 2}
     lifecycle: {preStop: {exec: {command: [sh, -c, "echo pre-stop > /out/stopped"]}}}
 `, stopped, a.Image))
 	ready := func(want bool) func(*corev1.Pod) error {
