@@ -166,7 +166,9 @@ func TestRootAdoption(t *testing.T) {
 	if c := latest(st, "short"); c.Phase != reconcile.ContainerExited || c.ExitCode != 4 {
 		t.Errorf("short after restart: %+v", c)
 	}
-	// The new Runtime watches the adopted shim.
+	// The new Runtime watches the adopted shim: once its event stream is
+	// registered (the listing above started the watcher), a stop is seen.
+	waitConnected(t, r, pod.UID)
 	if err := r.StopContainer(ctx, pod.UID, "long", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +200,23 @@ func TestRootStartErrors(t *testing.T) {
 	}
 	if err := r.RemovePod(ctx, pod.UID, 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitConnected waits until the runtime's event stream from the pod's shim
+// is registered, so that every exit from then on becomes an event.
+func waitConnected(t testing.TB, r *Runtime, uid types.UID) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.states.mu.Lock()
+		up := r.states.connected[uid]
+		r.states.mu.Unlock()
+		if up {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event stream from the shim of pod %s", uid)
+		}
 	}
 }
 
